@@ -1,0 +1,82 @@
+// Registers the 'stof' backend. Its factory picks the base backend (flag STOF_BASE) and shares the
+// engine's instance of it, so 'stof' and 'webgpu' use one GPUDevice and one set of buffers.
+import {engine, env, findBackendFactory, KernelBackend, registerBackend} from '@tensorflow/tfjs-core';
+
+import {baseChoice} from './flags';
+import {mirrorKernelsOf, STOF} from './kernel_mirror';
+import {BaseName, StofBackend} from './stof_backend';
+
+/** Above tfjs-backend-webgpu (3), webgl (2) and cpu (1): importing the package makes 'stof' the default. */
+export const STOF_PRIORITY = 4;
+
+/**
+ * The engine's initialized backends. Read directly: tf.findBackend() would start initializing an
+ * async backend, and a second async init marks the one in flight (ours) stale.
+ */
+export function initializedBackend(name: string): KernelBackend|undefined {
+  return (engine() as unknown as {registry: Record<string, KernelBackend>}).registry[name];
+}
+
+let noticeShown = false;
+function noticeOnce(message: string) {
+  if (noticeShown) return;
+  noticeShown = true;
+  console.warn(message);
+}
+
+/** Returns the engine's instance of `name`, creating it through its registered factory if needed. */
+async function sharedBackend(name: BaseName): Promise<KernelBackend> {
+  const existing = initializedBackend(name);
+  if (existing != null) return existing;
+  const factory = findBackendFactory(name);
+  if (factory == null) {
+    throw new Error(`tfjs-backend-stof: backend '${name}' is not registered (load @tensorflow/tfjs-backend-${name})`);
+  }
+  const backend = await factory();
+  // tfjs-backend-cpu's first write in Node advises installing tfjs-node; 'stof' already said which
+  // base it runs on, and tfjs-node is no base of 'stof'.
+  if (name === 'cpu') (backend as unknown as {firstUse: boolean}).firstUse = false;
+  // Shared through the engine's registry, not engine.initializeBackend() (see initializedBackend).
+  (engine() as unknown as {registry: Record<string, KernelBackend>}).registry[name] = backend;
+  return backend;
+}
+
+let missingWebGPU: string|null = null;
+/** Records why the platform has no navigator.gpu (Node: Dawn did not load), for the notice. */
+export function explainMissingWebGPU(reason: string) {
+  missingWebGPU = reason;
+}
+
+async function webgpuUnavailableReason(): Promise<string|null> {
+  if (initializedBackend('webgpu') != null) return null;
+  if (findBackendFactory('webgpu') == null) {
+    if (typeof navigator === 'undefined' || navigator.gpu == null) return missingWebGPU ?? 'navigator.gpu is absent';
+    return 'tfjs-backend-webgpu is not loaded';
+  }
+  const adapter = await navigator.gpu.requestAdapter(
+      {powerPreference: env().getBool('WEBGPU_USE_LOW_POWER_GPU') ? 'low-power' : 'high-performance'});
+  return adapter == null ? 'navigator.gpu.requestAdapter() found no adapter' : null;
+}
+
+async function createStofBackend(): Promise<StofBackend> {
+  const choice = baseChoice();
+  let base: BaseName = 'cpu';
+  if (choice !== 'cpu') {
+    const reason = await webgpuUnavailableReason();
+    if (reason == null) {
+      base = 'webgpu';
+    } else if (choice === 'webgpu') {
+      throw new Error(`tfjs-backend-stof: STOF_BASE is 'webgpu' but ${reason}`);
+    } else {
+      noticeOnce(`tfjs-backend-stof: no WebGPU (${reason}); 'stof' runs on the CPU base (tfjs-backend-cpu).`);
+    }
+  }
+  const instance = await sharedBackend(base);
+  mirrorKernelsOf(base);
+  return new StofBackend(instance, base, false);
+}
+
+export function registerStofBackend(): boolean {
+  if (findBackendFactory(STOF) != null) return false;
+  return registerBackend(STOF, createStofBackend, STOF_PRIORITY);
+}
