@@ -1,7 +1,7 @@
 // Bundles of the library, from the JavaScript that `tsc` emits into build/tsc/src:
 //   dist/node/index.cjs, dist/node/index.mjs   Node (sets up Dawn), every dependency external
 //   dist/tf-backend-stof.esm.js                 browser ESM, @tensorflow/* external
-//   dist/tf-backend-stof.js / .min.js           browser UMD; tfjs is the global `tf`, as tfjs's own
+//   dist/tf-backend-stof.js / .min.js           browser UMD exposing `tf.stof`; tfjs is the global `tf`, as tfjs's own
 //                                               backend bundles do (load tf-core, tf-backend-cpu and
 //                                               tf-backend-webgpu first)
 import {nodeResolve} from '@rollup/plugin-node-resolve';
@@ -33,9 +33,9 @@ export default [
     plugins,
     output: [
       {file: 'dist/tf-backend-stof.esm.js', format: 'es', sourcemap: true, banner},
-      {file: 'dist/tf-backend-stof.js', format: 'umd', name: 'tf', extend: true, globals: tfGlobals,
+      {file: 'dist/tf-backend-stof.js', format: 'umd', name: 'tf.stof', extend: true, globals: tfGlobals,
        sourcemap: true, banner},
-      {file: 'dist/tf-backend-stof.min.js', format: 'umd', name: 'tf', extend: true, globals: tfGlobals,
+      {file: 'dist/tf-backend-stof.min.js', format: 'umd', name: 'tf.stof', extend: true, globals: tfGlobals,
        sourcemap: true, banner, plugins: [terser({output: {preamble: banner, comments: false}})]},
     ],
   },

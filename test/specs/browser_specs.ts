@@ -1,0 +1,4 @@
+// Chromium specs: the browser entry (WebGPU base on the browser's adapter).
+import '../../src/index';
+
+import './backend_spec';

@@ -1,0 +1,5 @@
+// Node specs: the source entry as Node users get it (Dawn set up when a Vulkan driver exists).
+import '../../src/index_node';
+
+import './backend_spec';
+import './package_spec';
