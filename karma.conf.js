@@ -5,19 +5,14 @@ const path = require('path');
 
 const tfDist = pkg => `node_modules/@tensorflow/${pkg}/dist`;
 const SUITES = {
-  // tfjs-core's op suite on 'stof' over the WebGPU base, or on the base itself (checks exclusions).
+  // tfjs-core's op suite on 'stof' over the WebGPU base, and on the base alone (judges the exclusions).
   'core-browser-stof': {
     files: ['build/test/core_browser_core_suite.js'],
-    env: {name: 'stof', backendName: 'stof', isDataSync: true, flags: {STOF_BASE: 'webgpu'}, exclusionEnv: 'browser-webgpu'},
+    env: {name: 'stof', backendName: 'stof', isDataSync: true, flags: {STOF_BASE: 'webgpu'}},
   },
-  // The whole suite on the base alone: how the exclusion list was found (not part of npm test).
   'core-browser-webgpu': {
     files: ['build/test/core_browser_core_suite.js'],
-    env: {name: 'webgpu', backendName: 'webgpu', isDataSync: true, flags: {}, exclusionEnv: 'none'},
-  },
-  'core-browser-webgpu-excluded': {
-    files: ['build/test/core_browser_core_suite.js'],
-    env: {name: 'webgpu', backendName: 'webgpu', isDataSync: true, flags: {}, exclusionEnv: 'browser-webgpu', onlyExcluded: true},
+    env: {name: 'webgpu', backendName: 'webgpu', isDataSync: true, flags: {}},
   },
   // The package's own specs, bundled with tfjs.
   'specs-browser': {files: ['build/test/specs_browser_specs.js'], expectedBase: 'webgpu'},

@@ -1,7 +1,7 @@
 // npm test: every suite in Node and in headless Chromium, then one line `N passed, N failed`.
 // Run after `npm run build:test`. Suites: tfjs-core's op suite on 'stof' (CPU base in Node, WebGPU
-// base in Chromium), a check that each exclusion also fails on the base itself, the package's own
-// specs in both environments, and the UMD bundle loaded by script tags.
+// base in Chromium) and on the base alone to judge the exclusion list, the package's own specs in
+// both environments, and the UMD bundle loaded by script tags.
 import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,19 +15,20 @@ fs.rmSync(RESULTS, {recursive: true, force: true});
 fs.mkdirSync(RESULTS, {recursive: true});
 fs.mkdirSync('tmp/karma', {recursive: true});
 
-const coreEnv = (backendName, exclusionEnv, flags = {}, onlyExcluded = false) =>
-    JSON.stringify({name: backendName, backendName, isDataSync: true, flags, exclusionEnv, onlyExcluded});
+const coreEnv = (backendName, flags = {}) => JSON.stringify({name: backendName, backendName, isDataSync: true, flags});
 const vk = vulkanEnv();
 const nodeBase = describeVulkan(vk) === 'none found' ? 'cpu' : 'webgpu';
 const hasExclusions = env => EXCLUSIONS.some(e => e.env === env);
 
+// judge: 'stof' = excluded tests are counted apart; 'base' = each excluded test must fail there.
 const SUITES = [
-  {name: 'core-node-stof', node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('stof', 'node-cpu', {STOF_BASE: 'cpu'})]},
-  {name: 'core-node-cpu-excluded', exclusionCheck: 'node-cpu', skip: !hasExclusions('node-cpu'),
-   node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('cpu', 'node-cpu', {}, true)]},
+  {name: 'core-node-stof', judge: 'stof', exclusionEnv: 'node-cpu',
+   node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('stof', {STOF_BASE: 'cpu'})]},
+  {name: 'core-node-cpu', judge: 'base', exclusionEnv: 'node-cpu', skip: !hasExclusions('node-cpu'),
+   node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('cpu')]},
   {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase], env: vk},
-  {name: 'core-browser-stof', karma: true},
-  {name: 'core-browser-webgpu-excluded', exclusionCheck: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
+  {name: 'core-browser-stof', judge: 'stof', exclusionEnv: 'browser-webgpu', karma: true},
+  {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},
   {name: 'umd-browser', karma: true},
 ];
@@ -42,26 +43,34 @@ function run(suite) {
   return spawnSync(process.execPath, ['test/run_node.mjs', suite.name, ...suite.node], {stdio: 'inherit', env});
 }
 
-/** An exclusion check passes for each excluded spec that fails on the base too, and fails otherwise. */
-function judgeExclusions(result, envName) {
-  const judged = {suite: result.suite, passed: 0, failed: 0, skipped: 0, failures: []};
+function judge(result, suite) {
+  if (!suite.judge) return result;
+  const out = {suite: result.suite, passed: 0, failed: 0, skipped: 0, excluded: 0, failures: []};
+  const fail = (name, message) => { out.failed++; out.failures.push({name, messages: [message]}); };
+  const seen = new Set();
   for (const spec of result.specs) {
-    if (spec.status === 'failed') judged.passed++;
-    else if (spec.status === 'passed') {
-      judged.failed++;
-      judged.failures.push({name: spec.name, messages: ['excluded on stof, but passes on the base: remove the exclusion']});
+    const found = EXCLUSIONS.filter(e => e.env === suite.exclusionEnv && matches(e, spec.name));
+    found.forEach(e => seen.add(e));
+    const exclusion = found[0];
+    if (suite.judge === 'stof') {
+      if (exclusion) out.excluded++;
+      else if (spec.status === 'passed') out.passed++;
+      else if (spec.status === 'failed') fail(spec.name, result.failures.find(f => f.name === spec.name)?.messages[0] ?? 'failed');
+      else out.skipped++;
+    } else if (exclusion) {  // the base must fail every excluded test
+      if (spec.status === 'failed') out.passed++;
+      else fail(spec.name, `excluded on 'stof' but ${spec.status} on the base alone: remove the exclusion`);
     }
   }
-  for (const e of EXCLUSIONS.filter(e => e.env === envName)) {
-    if (!result.specs.some(s => matches(e, s.name))) {
-      judged.failed++;
-      judged.failures.push({name: `${e.describe} ... ${e.spec}`, messages: ['exclusion matches no test']});
-    }
+  for (const e of EXCLUSIONS.filter(e => e.env === suite.exclusionEnv && !seen.has(e))) {
+    fail(`${e.describe} ... ${e.spec}`, 'exclusion matches no test');
   }
-  return judged;
+  // Errors outside any spec (a crashed run, an error in afterAll) fail the suite.
+  for (const f of result.failures.filter(f => !result.specs.some(s => s.name === f.name))) fail(f.name, f.messages[0] ?? '');
+  return out;
 }
 
-const totals = {passed: 0, failed: 0, skipped: 0};
+const totals = {passed: 0, failed: 0, skipped: 0, excluded: 0};
 const lines = [];
 for (const suite of SUITES) {
   if (suite.skip || (only.length && !only.includes(suite.name))) continue;
@@ -69,14 +78,19 @@ for (const suite of SUITES) {
   const status = run(suite).status;
   const file = `${RESULTS}/${suite.name}.json`;
   let result = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
-  if (result == null || status !== 0) {
-    result = {suite: suite.name, passed: result?.passed ?? 0, failed: (result?.failed ?? 0) + 1, skipped: 0,
-              failures: [{name: `${suite.name} runner`, messages: [`exited with ${status}`]}], specs: []};
+  if (result == null) {
+    result = {suite: suite.name, passed: 0, failed: 0, skipped: 0, specs: [], failures: [{name: `${suite.name} runner`, messages: [`exited with ${status} and wrote no results`]}]};
   }
-  if (suite.exclusionCheck) result = judgeExclusions(result, suite.exclusionCheck);
-  totals.passed += result.passed; totals.failed += result.failed; totals.skipped += result.skipped;
-  lines.push(`${suite.name.padEnd(30)} ${result.passed} passed, ${result.failed} failed, ${result.skipped} skipped`);
-  for (const f of result.failures.slice(0, 20)) lines.push(`  FAILED ${f.name}: ${f.messages[0] ?? ''}`.slice(0, 400));
+  result = judge(result, suite);
+  if (result.failed === 0 && status !== 0 && !suite.judge) {
+    result.failed++;
+    result.failures.push({name: `${suite.name} runner`, messages: [`exited with ${status}`]});
+  }
+  for (const k of Object.keys(totals)) totals[k] += result[k] ?? 0;
+  const excluded = result.excluded ? `, ${result.excluded} excluded (fail on the base too)` : '';
+  const verb = suite.judge === 'base' ? ' (excluded tests that fail on the base alone)' : '';
+  lines.push(`${suite.name.padEnd(22)} ${result.passed} passed, ${result.failed} failed, ${result.skipped} skipped${excluded}${verb}`);
+  for (const f of result.failures.slice(0, 20)) lines.push(`  FAILED ${f.name}: ${(f.messages[0] ?? '').split('\n')[0]}`.slice(0, 400));
 }
 console.log(`\n${lines.join('\n')}`);
 console.log(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);

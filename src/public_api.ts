@@ -5,6 +5,7 @@ import {StofBackend, StofBackendInfo} from './backend/stof_backend';
 export {BASE_CHOICES, BaseChoice} from './backend/flags';
 export {STOF_PRIORITY} from './backend/register';
 export {BaseName, StofBackend, StofBackendInfo} from './backend/stof_backend';
+export {explain, GroupReport, profile, ProfileReport} from './profile';
 export {version} from './version';
 
 /** The base and device of the initialized 'stof' backend; throws if it is not initialized. */

@@ -23,6 +23,11 @@ function registerChoiceFlag(name: string, choices: readonly string[], dflt: stri
 /** Which backend 'stof' delegates to: 'auto' (WebGPU when an adapter exists, else CPU), 'webgpu' or 'cpu'. */
 registerChoiceFlag('STOF_BASE', BASE_CHOICES, 'auto');
 
+/** Whether intercepted kernels are recorded and fused (false: every kernel runs on the base, for A/B runs). */
+if ((ENV as unknown as {flagRegistry: Record<string, unknown>}).flagRegistry['STOF_FUSION'] == null) {
+  ENV.registerFlag('STOF_FUSION', () => true);
+}
+
 export function baseChoice(): BaseChoice {
   return ENV.get('STOF_BASE') as BaseChoice;
 }

@@ -1,22 +1,53 @@
-// The 'stof' KernelBackend: owns a base backend (tfjs-backend-webgpu or tfjs-backend-cpu) and
-// delegates storage, reads and timing to it. Kernels reach the base through runKernel(), the one
-// place where later stages intercept (lazy recording) or materialize lazy inputs.
+// The 'stof' KernelBackend. It owns a base backend (tfjs-backend-webgpu or tfjs-backend-cpu) that
+// stores the data and runs every kernel 'stof' does not fuse. Each tensor of 'stof' is a StofValue
+// with its own data id; a stored value points at the base's data id. Intercepted kernels are
+// recorded as lazy nodes (src/fusion) and run as fused kernels when a value is needed: on a read,
+// when a non-intercepted kernel consumes it, or when too much is pending.
 import {
-  BackendTimingInfo, BackendValues, DataId, DataToGPUOptions, DataType, GPUData,
-  KernelBackend, KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, WebGLData, WebGPUData,
+  BackendTimingInfo, BackendValues, DataId, DataToGPUOptions, DataType, env, GPUData, KernelBackend,
+  KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, WebGLData, WebGPUData,
 } from '@tensorflow/tfjs-core';
+
+import {collectSubgraph, LazyNode, signature, StofValue} from '../fusion/graph';
+import {infer, InputInfo, OPS} from '../fusion/ops';
+import {Kernel, planSubgraph, ValueInfo} from '../fusion/planner';
+import {CpuExecutor} from '../kernels/cpu/executor';
+import {WebGPUBase, WebGPUExecutor} from '../kernels/webgpu/executor';
+import {Profiler} from './profiler';
 
 export type BaseName = 'webgpu' | 'cpu';
 
 export interface StofBackendInfo {
-  /** Name of the base backend that runs the kernels 'stof' does not fuse. */
+  /** Name of the base backend that stores data and runs the kernels 'stof' does not fuse. */
   base: BaseName;
   /** Adapter description when the base is WebGPU (vendor, architecture, device, description). */
   adapter?: Record<string, string>;
 }
 
+/** Runs planned kernels on the base's storage; returns the base data id of the output. */
+export interface Executor {
+  run(kernel: Kernel, inputs: object[]): object;
+}
+
+/** Pending nodes above which every value the app still holds is computed. */
+const PENDING_BOUND = 4096;
+
+/** A plan with its values replaced by their index in (external values, node outputs). */
+interface CachedPlan {
+  kernels: Array<{kernel: Kernel, inputs: number[], output: number}>;
+}
+
 export class StofBackend extends KernelBackend {
   private disposed = false;
+  private readonly values = new Map<DataId, StofValue>();
+  private pendingCount = 0;
+  private readonly plans = new Map<string, CachedPlan>();
+  readonly profiler = new Profiler();
+  /** The last plan that ran (for explain()). */
+  lastPlan: Kernel[] = [];
+
+  /** Runs fused kernels on the base's storage. */
+  readonly executor: Executor;
 
   /**
    * @param base the base backend instance (shared with the engine's registry when `ownsBase` is false)
@@ -24,12 +55,230 @@ export class StofBackend extends KernelBackend {
    */
   constructor(readonly base: KernelBackend, readonly baseName: BaseName, private readonly ownsBase: boolean) {
     super();
+    this.executor = baseName === 'webgpu' ? new WebGPUExecutor(base as WebGPUBase, this.profiler) : new CpuExecutor(base);
   }
 
-  /** Runs a base kernel for the 'stof' backend. Every mirrored kernel goes through here. */
-  runKernel(config: KernelConfig, inputs: NamedTensorInfoMap, attrs?: NamedAttrMap): TensorInfo|TensorInfo[] {
-    return config.kernelFunc({inputs, attrs, backend: this.base});
+  // ---- kernels -------------------------------------------------------------------------------
+
+  /** Runs a kernel for 'stof': records it when it is intercepted, else runs the base's kernel. */
+  runKernel(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo|TensorInfo[] {
+    const name = config.kernelName;
+    if (OPS[name] != null && env().getBool('STOF_FUSION')) {
+      const recorded = this.record(name, inputs, attrs);
+      if (recorded != null) return recorded;
+    }
+    return this.runOnBase(config, inputs, attrs);
   }
+
+  private runOnBase(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|TensorInfo[] {
+    const baseInputs: NamedTensorInfoMap = {};
+    for (const [key, info] of Object.entries(inputs)) {
+      if (info == null) { baseInputs[key] = info; continue; }
+      baseInputs[key] = {dataId: this.baseIdOf(info.dataId), shape: info.shape, dtype: info.dtype};
+    }
+    this.profiler.baseKernel(config.kernelName);
+    const out = config.kernelFunc({inputs: baseInputs, attrs, backend: this.base});
+    return Array.isArray(out) ? out.map(o => this.adopt(o)) : this.adopt(out);
+  }
+
+  /** Wraps a base output (one base reference) in a stored value of 'stof'. */
+  private adopt(info: TensorInfo): TensorInfo {
+    const v = new StofValue(info.shape, info.dtype);
+    v.baseId = info.dataId;
+    const dataId = {};
+    this.values.set(dataId, v);
+    return {dataId, shape: info.shape, dtype: info.dtype};
+  }
+
+  /** The base's data id for a tensor of 'stof' (computing it if pending), or the id itself if foreign. */
+  private baseIdOf(dataId: DataId): DataId {
+    const v = this.values.get(dataId);
+    if (v == null) return dataId;  // tracked on the base (e.g. createTensorFromGPUData) or moved by the engine
+    if (v.pending) this.flush([v]);
+    return v.baseId!;
+  }
+
+  private record(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|null {
+    const def = OPS[name];
+    const ins: Array<InputInfo|null> = def.inputs.map(n => inputs[n] ?? null);
+    const values: StofValue[] = [];
+    for (const info of ins) {
+      if (info == null) continue;
+      const v = this.values.get((info as TensorInfo).dataId);
+      if (v == null) return this.decline(name, 'an input lives on another backend');
+      if (v.size === 0) return this.decline(name, 'empty tensor');
+      values.push(v);
+    }
+    let inferred;
+    try {
+      inferred = infer(name, ins, attrs);
+    } catch (e) {
+      return this.decline(name, `shape inference: ${(e as Error).message}`);  // the base reports the error
+    }
+    if ('reason' in inferred) return this.decline(name, inferred.reason);
+    if (inferred.shape.some(d => d === 0)) return this.decline(name, 'empty tensor');
+    const out = new StofValue(inferred.shape, inferred.dtype);
+    new LazyNode(name, values, {...attrs}, out);
+    const dataId = {};
+    this.values.set(dataId, out);
+    this.pendingCount++;
+    this.profiler.recorded(name);
+    if (this.pendingCount > PENDING_BOUND) this.flush([...this.values.values()].filter(x => x.pending));
+    return {dataId, shape: inferred.shape, dtype: inferred.dtype};
+  }
+
+  private decline(name: string, reason: string): null {
+    this.profiler.notRecorded(name, reason);
+    return null;
+  }
+
+  // ---- flush -----------------------------------------------------------------------------------
+
+  /** Computes and stores `targets` (pending values) with fused kernels. */
+  flush(targets: StofValue[]) {
+    targets = targets.filter(t => t.pending);
+    if (targets.length === 0) return;
+    const g = collectSubgraph(targets);
+    // Liveness decides what may be inlined, so it is part of the key.
+    const key = signature(g) + '|' + g.nodes.map(n => `${n.output.refs > 0 ? 'L' : ''}${n.output.uses}`).join(',');
+    const order = [...g.external, ...g.nodes.map(n => n.output)];
+    let cached = this.plans.get(key);
+    if (cached == null) {
+      const plan = planSubgraph(g);
+      const index = new Map(order.map((v, i) => [v, i]));
+      const info = (v: ValueInfo): ValueInfo => ({shape: v.shape, dtype: v.dtype});  // not the values: no graph kept alive
+      cached = {
+        kernels: plan.kernels.map(kernel => ({
+          kernel: {...kernel, inputs: kernel.inputs.map(info), output: info(kernel.output)} as Kernel,
+          inputs: kernel.inputs.map(v => index.get(v as StofValue)!),
+          output: index.get(kernel.output as StofValue)!,
+        })),
+      };
+      this.plans.set(key, cached);
+      this.profiler.planned();
+    }
+    // Kernels are the cached ones (their code is compiled once); the values come from this graph.
+    this.lastPlan = cached.kernels.map(c => c.kernel);
+    for (const c of cached.kernels) this.execute(c.kernel, c.inputs.map(i => order[i]), order[c.output]);
+  }
+
+  private execute(k: Kernel, inputs: StofValue[], out: StofValue) {
+    if (k.template === 'alias') {
+      this.base.incRef(inputs[0].baseId!);
+      out.baseId = inputs[0].baseId;
+    } else {
+      out.baseId = this.executor.run(k, inputs.map(v => v.baseId!));
+      this.profiler.kernel(k);
+    }
+    this.completed(out);
+  }
+
+  /** `v` is stored: its node is done; what only it needed can go. */
+  private completed(v: StofValue) {
+    const node = v.node;
+    if (node == null) return;
+    v.node = null;
+    this.pendingCount--;
+    for (const input of node.inputs) {
+      input.uses--;
+      this.release(input);
+    }
+    this.release(v);
+  }
+
+  /** Frees a value nobody needs any more: not the app, not a pending node. */
+  private release(v: StofValue) {
+    if (v.refs > 0 || v.uses > 0) return;
+    if (v.baseId != null) {
+      this.base.disposeData(v.baseId);
+      v.baseId = null;
+    }
+    const node = v.node;
+    if (node != null) {
+      v.node = null;
+      this.pendingCount--;
+      for (const input of node.inputs) {
+        input.uses--;
+        this.release(input);
+      }
+    }
+  }
+
+  /** Computes the pending ones among these tensors (by data id) in one flush. */
+  materialize(dataIds: DataId[]) {
+    this.flush(dataIds.map(id => this.values.get(id)).filter((v): v is StofValue => v != null && v.pending));
+  }
+
+  // ---- storage (KernelBackend) -----------------------------------------------------------------
+
+  private stored(dataId: DataId): StofValue|undefined {
+    const v = this.values.get(dataId);
+    if (v != null && v.pending) this.flush([v]);
+    return v;
+  }
+
+  override refCount(dataId: DataId): number {
+    const v = this.values.get(dataId);
+    return v != null ? v.refs : this.base.refCount(dataId);
+  }
+  override incRef(dataId: DataId): void {
+    const v = this.values.get(dataId);
+    if (v != null) v.refs++; else this.base.incRef(dataId);
+  }
+  override disposeData(dataId: DataId, force = false): boolean {
+    const v = this.values.get(dataId);
+    if (v == null) return this.base.disposeData(dataId, force);
+    v.refs = force ? 0 : v.refs - 1;
+    if (v.refs > 0) return false;
+    this.values.delete(dataId);
+    this.release(v);
+    return true;
+  }
+  override write(values: BackendValues, shape: number[], dtype: DataType): DataId {
+    const v = new StofValue(shape, dtype);
+    v.baseId = this.base.write(values, shape, dtype);
+    const dataId = {};
+    this.values.set(dataId, v);
+    return dataId;
+  }
+  override move(dataId: DataId, values: BackendValues, shape: number[], dtype: DataType, refCount: number): void {
+    const v = new StofValue(shape, dtype);
+    v.baseId = this.base.write(values, shape, dtype);
+    v.refs = refCount;
+    this.values.set(dataId, v);
+  }
+  override read(dataId: object): Promise<BackendValues> {
+    const v = this.stored(dataId);
+    return this.base.read(v != null ? v.baseId! : dataId);
+  }
+  override readSync(dataId: object): BackendValues {
+    const v = this.stored(dataId);
+    return this.base.readSync(v != null ? v.baseId! : dataId);
+  }
+  override readToGPU(dataId: object, options?: DataToGPUOptions): GPUData {
+    const v = this.stored(dataId);
+    return this.base.readToGPU(v != null ? v.baseId! : dataId, options);
+  }
+  override numDataIds(): number {
+    return this.values.size;
+  }
+  override createTensorFromGPUData(values: WebGLData|WebGPUData, shape: number[], dtype: DataType): Tensor {
+    // The tensor is tracked on the base, which holds its data; 'stof' kernels read it from there.
+    return this.base.createTensorFromGPUData(values, shape, dtype);
+  }
+  override memory() {
+    return {...this.base.memory(), numPendingValues: this.pendingCount} as ReturnType<KernelBackend['memory']>;
+  }
+  override timerAvailable(): boolean { return this.base.timerAvailable(); }
+  override time(f: () => void): Promise<BackendTimingInfo> {
+    // Work recorded inside f runs inside the base's timer: flush what f left pending.
+    return this.base.time(() => {
+      f();
+      this.flush([...this.values.values()].filter(v => v.pending));
+    });
+  }
+  override floatPrecision(): 16|32 { return this.base.floatPrecision(); }
+  override epsilon(): number { return this.base.epsilon(); }
 
   info(): StofBackendInfo {
     const info: StofBackendInfo = {base: this.baseName};
@@ -44,34 +293,11 @@ export class StofBackend extends KernelBackend {
     return info;
   }
 
-  override refCount(dataId: DataId): number { return this.base.refCount(dataId); }
-  override incRef(dataId: DataId): void { this.base.incRef(dataId); }
-  override timerAvailable(): boolean { return this.base.timerAvailable(); }
-  override time(f: () => void): Promise<BackendTimingInfo> { return this.base.time(f); }
-  override read(dataId: object): Promise<BackendValues> { return this.base.read(dataId); }
-  override readSync(dataId: object): BackendValues { return this.base.readSync(dataId); }
-  override readToGPU(dataId: object, options?: DataToGPUOptions): GPUData {
-    return this.base.readToGPU(dataId, options);
-  }
-  override numDataIds(): number { return this.base.numDataIds(); }
-  override disposeData(dataId: object, force?: boolean): boolean { return this.base.disposeData(dataId, force); }
-  override write(values: BackendValues, shape: number[], dtype: DataType): DataId {
-    return this.base.write(values, shape, dtype);
-  }
-  override move(dataId: DataId, values: BackendValues, shape: number[], dtype: DataType, refCount: number): void {
-    this.base.move(dataId, values, shape, dtype, refCount);
-  }
-  override createTensorFromGPUData(values: WebGLData|WebGPUData, shape: number[], dtype: DataType): Tensor {
-    // The tensor is tracked on the base, which holds its data; 'stof' kernels read it from there.
-    return this.base.createTensorFromGPUData(values, shape, dtype);
-  }
-  override memory() { return this.base.memory(); }
-  override floatPrecision(): 16|32 { return this.base.floatPrecision(); }
-  override epsilon(): number { return this.base.epsilon(); }
-
   override dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.values.clear();
     if (this.ownsBase) this.base.dispose();
   }
 }
+

@@ -10,8 +10,12 @@ describe('UMD bundle', () => {
 
   it('computes what tfjs-backend-cpu computes', async () => {
     await tf.setBackend('stof');
-    const x = tf.tensor2d([[0.5, -1, 2], [3, 0, -0.25]]);
-    const f = () => tf.add(tf.softmax(tf.matMul(x, x, false, true)), tf.relu(tf.sum(x, 1, true)));
+    // Inputs made on each backend: moving a GPU-resident tensor to the CPU reads it back through a
+    // canvas, which SwiftShader answers with zeros (a base limitation, see test/core/exclusions.ts).
+    const f = () => {
+      const x = tf.tensor2d([[0.5, -1, 2], [3, 0, -0.25]]);
+      return tf.add(tf.softmax(tf.matMul(x, x, false, true)), tf.relu(tf.sum(x, 1, true)));
+    };
     const onStof = await f().data();
     await tf.setBackend('cpu');
     const onCpu = await f().data();

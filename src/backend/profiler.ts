@@ -1,0 +1,55 @@
+// Counts what 'stof' did while a profile() is open: fused kernels by template, base kernels that
+// ran unfused, and intercepted kernels that could not be recorded (with why). Never silent: a
+// kernel that falls back to the base is listed in `fallbacks`.
+import type {Kernel} from '../fusion/planner';
+
+export interface GroupReport {
+  template: string;
+  ops: string[];
+  /** Device time of the dispatch, where the device has timestamp queries and profiling asked for it. */
+  ms?: number;
+}
+
+export interface ProfileReport {
+  /** Compute dispatches: fused kernels plus the programs of base kernels. */
+  dispatches: number;
+  groups: GroupReport[];
+  /** Intercepted kernels that ran unfused on the base, with the reason. */
+  fallbacks: Array<{kernel: string, reason: string}>;
+  /** Kernels of the base that ran (not intercepted ones), by name. */
+  baseKernels: Record<string, number>;
+  /** Kernels recorded lazily. */
+  recorded: number;
+  /** Plans made (a cache miss); 0 when every flush reused a cached plan. */
+  plansMade: number;
+}
+
+export class Profiler {
+  private report: ProfileReport|null = null;
+  /** Dispatches of base programs, counted by the executor's hook on the base. */
+  baseDispatch = () => { if (this.report) this.report.dispatches++; };
+
+  start() {
+    this.report = {dispatches: 0, groups: [], fallbacks: [], baseKernels: {}, recorded: 0, plansMade: 0};
+  }
+  stop(): ProfileReport {
+    const r = this.report!;
+    this.report = null;
+    return r;
+  }
+  get active() { return this.report != null; }
+
+  recorded(_name: string) { if (this.report) this.report.recorded++; }
+  planned() { if (this.report) this.report.plansMade++; }
+  notRecorded(name: string, reason: string) { this.report?.fallbacks.push({kernel: name, reason}); }
+  baseKernel(name: string) {
+    if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;
+  }
+  kernel(k: Kernel, dispatches = 1): GroupReport|undefined {
+    if (!this.report) return undefined;
+    const g: GroupReport = {template: k.template, ops: k.ops};
+    this.report.groups.push(g);
+    this.report.dispatches += dispatches;
+    return g;
+  }
+}

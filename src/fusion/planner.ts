@@ -1,0 +1,480 @@
+// Partitions a pending subgraph into template instances (kernels). Each stored value gets one
+// kernel whose body is the expression of that value, inlining every pending elementwise producer
+// and view (reshape/transpose/broadcast fold into access maps), so dead intermediates never exist
+// in memory. Three templates:
+//   gemm        a matmul with its elementwise consumers as the epilogue (bias, GELU, scale, residual)
+//   row         a row program: reductions over the last axis (softmax, LayerNorm, mean, ...) with
+//               their elementwise prologue and epilogue, one workgroup per row
+//   elementwise any other DAG of elementwise ops with broadcasting
+// Values that a matmul reads, and values whose access maps do not compose, are stored first.
+import type {DataType} from '@tensorflow/tfjs-core';
+
+import {AccessMap, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
+import {binary, constant, countOps, Expr, Stage, unary} from './expr';
+import {LazyNode, StofValue, Subgraph} from './graph';
+import {OPS, reductionAxes} from './ops';
+
+export type Step = {k: 'bcast', shape: number[]}|{k: 'reshape', shape: number[]}|{k: 'transpose', perm: number[]};
+
+/** Shape and dtype of a buffer: what the templates need of a value (cached plans keep only this). */
+export interface ValueInfo {
+  shape: number[];
+  dtype: DataType;
+}
+
+interface KernelCommon {
+  /** Buffers read, by slot. */
+  inputs: ValueInfo[];
+  /** The buffer this kernel stores. */
+  output: ValueInfo;
+  /** Kernel names of the recorded nodes this kernel computes (for profile/explain). */
+  ops: string[];
+}
+export interface ElementwiseKernel extends KernelCommon {
+  template: 'elementwise';
+  expr: Expr;  // over the output's domain
+}
+export interface RowKernel extends KernelCommon {
+  template: 'row';
+  rowShape: number[];  // the row domain [..., L]
+  rows: number;
+  length: number;
+  stages: Stage[];
+  expr: Expr;          // over the row domain; constant along the row when `scalar`
+  scalar: boolean;     // one output per row (a reduced value) instead of one per element
+}
+export interface GemmKernel extends KernelCommon {
+  template: 'gemm';
+  batchShape: number[];
+  M: number; N: number; K: number;
+  a: AccessMap;        // over [...batchShape, M, K], in slot aSlot
+  b: AccessMap;        // over [...batchShape, K, N], in slot bSlot
+  aSlot: number;
+  bSlot: number;
+  epilogue: Expr;      // over [...batchShape, M, N]
+  out: AccessMap;      // where element (b, m, n) is stored in the output
+}
+/** A reshape of a stored value: the output shares its storage. */
+export interface AliasKernel extends KernelCommon {
+  template: 'alias';
+}
+export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel;
+
+export interface Plan {
+  kernels: Kernel[];
+}
+
+/** Largest expression (in ops) inlined into every consumer of a value that has several. */
+const INLINE_SHARED_OPS = 16;
+
+function applyStep(m: AccessMap, s: Step): AccessMap|null {
+  switch (s.k) {
+    case 'bcast': return broadcastAccess(m, s.shape);
+    case 'reshape': return reshapeAccess(m, s.shape);
+    case 'transpose': return transposeAccess(m, s.perm);
+  }
+}
+
+export function applySteps(m: AccessMap|null, steps: Step[]): AccessMap|null {
+  for (const s of steps) {
+    if (m == null) return null;
+    m = applyStep(m, s);
+  }
+  return m;
+}
+
+function sameShape(a: number[], b: number[]) {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Steps that undo `steps`, given the shape before them (steps must be reshapes and transposes). */
+function inverseSteps(steps: Step[], startShape: number[]): Step[]|null {
+  const shapes = [startShape];
+  for (const s of steps) {
+    const prev = shapes[shapes.length - 1];
+    if (s.k === 'bcast') { if (!sameShape(prev, s.shape)) return null; shapes.push(prev); }
+    else if (s.k === 'reshape') shapes.push(s.shape);
+    else shapes.push(s.perm.map(p => prev[p]));
+  }
+  const inv: Step[] = [];
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const s = steps[i];
+    if (s.k === 'reshape') inv.push({k: 'reshape', shape: shapes[i]});
+    else if (s.k === 'transpose') {
+      const perm = new Array<number>(s.perm.length);
+      s.perm.forEach((p, j) => { perm[p] = j; });
+      inv.push({k: 'transpose', perm});
+    }
+  }
+  return inv;
+}
+
+function mapExprLoads(e: Expr, f: (m: AccessMap) => AccessMap|null): Expr|null {
+  switch (e.k) {
+    case 'in': { const m = f(e.map); return m == null ? null : {k: 'in', slot: e.slot, map: m}; }
+    case 'u': { const a = mapExprLoads(e.a, f); return a && {k: 'u', op: e.op, a}; }
+    case 'b': { const a = mapExprLoads(e.a, f), b = mapExprLoads(e.b, f); return a && b && {k: 'b', op: e.op, a, b}; }
+    case 'sel': {
+      const c = mapExprLoads(e.c, f), a = mapExprLoads(e.a, f), b = mapExprLoads(e.b, f);
+      return c && a && b && {k: 'sel', c, a, b};
+    }
+    default: return e;
+  }
+}
+
+const isView = (n: LazyNode) => OPS[n.kernel].kind === 'reshape' || OPS[n.kernel].kind === 'transpose';
+const isElementwise = (n: LazyNode) => ['unary', 'binary', 'compare', 'select', 'cast'].includes(OPS[n.kernel].kind);
+const isMatmul = (n: LazyNode) => OPS[n.kernel].kind === 'matmul';
+const isRowOp = (n: LazyNode) => OPS[n.kernel].kind === 'reduce' || OPS[n.kernel].kind === 'softmax';
+
+interface Context {
+  slots: StofValue[];
+  ops: Set<LazyNode>;
+  /** Row program: the row domain and its stages (one per reduction node / softmax). */
+  row?: {shape: number[], stages: Stage[], memo: Map<LazyNode, number[]>};
+  /** GEMM epilogue: the matmul that is the accumulator, and the steps from its domain to the root's. */
+  gemm?: {mm: LazyNode, steps?: Step[]};
+}
+
+export class Planner {
+  private readonly stored = new Set<StofValue>();
+  private readonly mustStore = new Set<StofValue>();
+  readonly kernels: Kernel[] = [];
+
+  constructor(private readonly graph: Subgraph) {
+    // Matmul operands are read through access maps only (no computation in the GEMM's loads).
+    for (const n of graph.nodes) {
+      if (!isMatmul(n)) continue;
+      for (let v of n.inputs.slice(0, 2)) {
+        while (v.pending && isView(v.node!)) v = v.node!.inputs[0];
+        if (v.pending) this.mustStore.add(v);
+      }
+    }
+  }
+
+  plan(): Plan {
+    for (const t of this.graph.targets) this.store(t);
+    return {kernels: this.kernels};
+  }
+
+  private isStored(v: StofValue) {
+    return !v.pending || this.stored.has(v);
+  }
+
+  /** Plans the kernel that stores `v` (after those it depends on). */
+  private store(v: StofValue) {
+    if (this.isStored(v)) return;
+    const node = v.node!;
+    if (OPS[node.kernel].kind === 'reshape' && this.isStored(node.inputs[0])) {
+      this.stored.add(v);
+      this.kernels.push({template: 'alias', inputs: [node.inputs[0]], output: v, ops: [node.kernel]});
+      return;
+    }
+    const kernel = (isMatmul(node) ? this.gemmKernel(v, node) : null) ?? this.rootKernel(v);
+    this.stored.add(v);
+    this.kernels.push(kernel);
+  }
+
+  private load(v: StofValue, steps: Step[], ctx: Context): Expr|null {
+    const map = applySteps(contiguous(v.shape), steps);
+    if (map == null) return null;
+    let slot = ctx.slots.indexOf(v);
+    if (slot < 0) slot = ctx.slots.push(v) - 1;
+    return {k: 'in', slot, map};
+  }
+
+  /** `v` as an expression over the domain that `steps` map v's domain onto; null if that cannot be indexed. */
+  private exprOf(v: StofValue, steps: Step[], ctx: Context): Expr|null {
+    if (this.isStored(v)) return this.load(v, steps, ctx);
+    const node = v.node!;
+    const def = OPS[node.kernel];
+    if (ctx.gemm && node === ctx.gemm.mm) {
+      if (steps.some(s => s.k === 'bcast')) return null;  // the accumulator must map 1:1
+      ctx.gemm.steps = steps;
+      ctx.ops.add(node);
+      return this.matmulEpilogue(node, {k: 'acc'}, steps, ctx);
+    }
+    if (this.mustStore.has(v)) {
+      this.store(v);
+      return this.load(v, steps, ctx);
+    }
+    if (isView(node)) {
+      const step: Step = def.kind === 'reshape' ? {k: 'reshape', shape: v.shape} : {k: 'transpose', perm: node.attrs['perm'] as number[]};
+      const e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
+      if (e != null) { ctx.ops.add(node); return e; }
+      this.store(v);  // the chain does not compose: store this view contiguously
+      return this.load(v, steps, ctx);
+    }
+    if (ctx.row && isRowOp(node)) {
+      const e = this.rowStage(v, node, steps, ctx);
+      if (e != null) return e;
+    }
+    if (isElementwise(node) && this.inlinable(v)) {
+      const e = this.elementwise(v, node, steps, ctx);
+      if (e != null) { ctx.ops.add(node); return e; }
+    }
+    this.store(v);
+    return this.load(v, steps, ctx);
+  }
+
+  private inlinable(v: StofValue): boolean {
+    if (v.uses <= 1 && v.refs === 0) return true;
+    // Shared or still referenced by the app: recomputed in each consumer if cheap.
+    return this.costOf(v, 0) <= INLINE_SHARED_OPS;
+  }
+
+  private costOf(v: StofValue, depth: number): number {
+    if (this.isStored(v) || depth > INLINE_SHARED_OPS) return 0;
+    const node = v.node!;
+    if (isView(node)) return this.costOf(node.inputs[0], depth);
+    if (!isElementwise(node)) return INLINE_SHARED_OPS + 1;
+    let c = 1;
+    for (const i of node.inputs) c += this.costOf(i, depth + 1);
+    return c;
+  }
+
+  private elementwise(v: StofValue, node: LazyNode, steps: Step[], ctx: Context): Expr|null {
+    const def = OPS[node.kernel];
+    const args: Expr[] = [];
+    for (const input of node.inputs) {
+      const s = sameShape(input.shape, v.shape) ? steps : [{k: 'bcast', shape: v.shape} as Step, ...steps];
+      const e = this.exprOf(input, s, ctx);
+      if (e == null) return null;
+      args.push(e);
+    }
+    switch (def.kind) {
+      case 'unary': return unary(def.unary!, args[0]);
+      case 'binary': case 'compare': return binary(def.binary!, args[0], args[1]);
+      case 'select': return {k: 'sel', c: args[0], a: args[1], b: args[2]};
+      case 'cast': {
+        const from = node.inputs[0].dtype, to = v.dtype;
+        return from === to || to === 'float32' ? args[0] : unary('ne0', args[0]);  // bool is already 0/1
+      }
+      default: throw new Error(`not elementwise: ${node.kernel}`);
+    }
+  }
+
+  /** A reduction or softmax of the row program's own rows, as a stage; null if it is not row-aligned. */
+  private rowStage(v: StofValue, node: LazyNode, steps: Step[], ctx: Context): Expr|null {
+    const row = ctx.row!;
+    const x = node.inputs[0];
+    if (!sameShape(x.shape, row.shape)) return null;
+    const kind = OPS[node.kernel].kind;
+    if (kind === 'softmax') {
+      if (steps.length !== 0) return null;  // softmax output is row-space: must be read in place
+    } else {
+      // The reduced value must reach the consumer as a broadcast along the row (keepDims or not).
+      const scalarShape = [...row.shape.slice(0, -1), 1];
+      const ref = broadcastAccess(contiguous(scalarShape), row.shape);
+      const got = applySteps(contiguous(v.shape), steps);
+      if (got == null || !sameShape(got.shape, row.shape) || JSON.stringify(got) !== JSON.stringify(ref)) return null;
+    }
+    let stageIds = row.memo.get(node);
+    const xe = () => this.exprOf(x, [], ctx);
+    if (stageIds == null) {
+      const xExpr = xe();
+      if (xExpr == null) return null;
+      if (kind === 'softmax') {
+        const mx = row.stages.push({op: 'max', x: xExpr}) - 1;
+        const sum = row.stages.push({op: 'sum', x: unary('exp', binary('sub', xExpr, {k: 'rv', stage: mx}))}) - 1;
+        stageIds = [mx, sum];
+      } else {
+        const op = OPS[node.kernel].reduce!;
+        stageIds = [row.stages.push({op: op === 'max' ? 'max' : 'sum', x: xExpr}) - 1];
+      }
+      row.memo.set(node, stageIds);
+    }
+    ctx.ops.add(node);
+    if (kind === 'softmax') {
+      const xExpr = xe()!;
+      return binary('div', unary('exp', binary('sub', xExpr, {k: 'rv', stage: stageIds[0]})), {k: 'rv', stage: stageIds[1]});
+    }
+    const r: Expr = {k: 'rv', stage: stageIds[0]};
+    return OPS[node.kernel].reduce === 'mean' ? binary('div', r, constant(row.shape[row.shape.length - 1])) : r;
+  }
+
+  /** A matmul's own epilogue (bias and activation of _FusedMatMul) around `acc`, in the root's domain. */
+  private matmulEpilogue(node: LazyNode, acc: Expr, steps: Step[], ctx: Context): Expr|null {
+    let e = acc;
+    const bias = node.inputs[2];
+    if (bias != null) {
+      const mmShape = node.output.shape;
+      const s = sameShape(bias.shape, mmShape) ? steps : [{k: 'bcast', shape: mmShape} as Step, ...steps];
+      const be = this.exprOf(bias, s, ctx);
+      if (be == null) return null;
+      e = binary('add', e, be);
+    }
+    const act = node.attrs['activation'] as string|undefined;
+    if (act != null && act !== 'linear') e = unary(act === 'sigmoid' ? 'sigmoid' : act as 'relu'|'relu6'|'elu', e);
+    return e;
+  }
+
+  /** Finds the row domain of v's expression: the input shape of a last-axis reduction it reaches. */
+  private findRowShape(v: StofValue, depth = 0): number[]|null {
+    if (this.isStored(v) || depth > 64) return null;
+    const node = v.node!;
+    if (isRowOp(node)) return node.inputs[0].shape;
+    if (!(isView(node) || isElementwise(node)) || (depth > 0 && this.mustStore.has(v))) return null;
+    for (const i of node.inputs) {
+      const s = this.findRowShape(i, depth + 1);
+      if (s) return s;
+    }
+    return null;
+  }
+
+  /** Finds a matmul whose output is inlined (1:1, not shared) into v's expression. */
+  private findMatmul(v: StofValue, depth = 0): LazyNode|null {
+    if (this.isStored(v) || depth > 64) return null;
+    const node = v.node!;
+    if (isMatmul(node)) return depth > 0 && sizeOf(v.shape) === sizeOf(node.output.shape) ? node : null;
+    if (!(isView(node) || isElementwise(node)) || (depth > 0 && this.mustStore.has(v))) return null;
+    for (const i of node.inputs) {
+      if (!sameShape(i.shape, v.shape) && !isView(node)) continue;  // broadcast operands cannot be the accumulator
+      const m = this.findMatmul(i, depth + 1);
+      if (m) return m;
+    }
+    return null;
+  }
+
+  private rootKernel(v: StofValue): Kernel {
+    const rowShape = this.findRowShape(v);
+    if (rowShape != null) {
+      const k = this.tryRow(v, rowShape);
+      if (k) return k;
+    }
+    const mm = this.findMatmul(v);
+    if (mm != null) {
+      const k = this.tryGemmEpilogue(v, mm);
+      if (k) return k;
+    }
+    const ctx: Context = {slots: [], ops: new Set()};
+    const expr = this.exprOfRoot(v, ctx);
+    return {template: 'elementwise', inputs: ctx.slots, output: v, ops: opNames(ctx), expr};
+  }
+
+  /** The root's own node is always inlined (it is what the kernel stores). */
+  private exprOfRoot(v: StofValue, ctx: Context, steps: Step[] = []): Expr {
+    const node = v.node!;
+    let e: Expr|null = null;
+    if (isView(node)) {
+      const step: Step = OPS[node.kernel].kind === 'reshape' ? {k: 'reshape', shape: v.shape} : {k: 'transpose', perm: node.attrs['perm'] as number[]};
+      e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
+      if (e == null) {  // store the input, then copy through the view
+        this.store(node.inputs[0]);
+        e = this.load(node.inputs[0], [step, ...steps], ctx);
+      }
+    } else if (isElementwise(node)) {
+      e = this.elementwise(v, node, steps, ctx);
+    } else if (ctx.row && isRowOp(node)) {
+      e = this.rowStage(v, node, steps, ctx);
+    }
+    if (e == null) throw new Error(`tfjs-backend-stof: cannot plan ${node.kernel} -> [${v.shape}]`);
+    ctx.ops.add(node);
+    return e;
+  }
+
+  private tryRow(v: StofValue, rowShape: number[]): RowKernel|null {
+    const length = rowShape[rowShape.length - 1];
+    const scalarShape = [...rowShape.slice(0, -1), 1];
+    let steps: Step[];
+    let scalar: boolean;
+    if (sameShape(v.shape, rowShape)) { steps = []; scalar = false; }
+    else if (sizeOf(v.shape) * length === sizeOf(rowShape) && sizeOf(v.shape) > 0 &&
+             (sameShape(v.shape, scalarShape) || sameShape(v.shape, rowShape.slice(0, -1)))) {
+      steps = [...(v.shape.length === rowShape.length ? [] : [{k: 'reshape', shape: scalarShape} as Step]), {k: 'bcast', shape: rowShape}];
+      scalar = true;
+    } else {
+      return null;
+    }
+    const ctx: Context = {slots: [], ops: new Set(), row: {shape: rowShape, stages: [], memo: new Map()}};
+    let expr: Expr;
+    try {
+      expr = this.exprOfRoot(v, ctx, steps);
+    } catch {
+      return null;
+    }
+    if (ctx.row!.stages.length === 0) return null;
+    return {template: 'row', inputs: ctx.slots, output: v, ops: opNames(ctx), rowShape, rows: sizeOf(rowShape) / length,
+            length, stages: ctx.row!.stages, expr, scalar};
+  }
+
+  private tryGemmEpilogue(v: StofValue, mm: LazyNode): GemmKernel|null {
+    if (v.dtype !== 'float32') return null;  // the GEMM stores f32
+    const ctx: Context = {slots: [], ops: new Set(), gemm: {mm}};
+    let expr: Expr;
+    try {
+      expr = this.exprOfRoot(v, ctx);
+    } catch {
+      return null;
+    }
+    const steps = ctx.gemm!.steps;
+    if (steps == null) return null;
+    // Every value between the matmul and the root must be read only inside this kernel.
+    for (const n of ctx.ops) {
+      if (n.output === v) continue;
+      const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
+      if (n.output.uses > inside || n.output.refs > 0) return null;
+    }
+    const inv = inverseSteps(steps, mm.output.shape);
+    if (inv == null) return null;
+    const epilogue = mapExprLoads(expr, m => applySteps(m, inv));
+    const out = applySteps(contiguous(v.shape), inv);
+    if (epilogue == null || out == null) return null;
+    return this.gemmOf(mm, v, epilogue, out, ctx);
+  }
+
+  private gemmKernel(v: StofValue, node: LazyNode): GemmKernel|null {
+    const ctx: Context = {slots: [], ops: new Set([node]), gemm: {mm: node, steps: []}};
+    const epilogue = this.matmulEpilogue(node, {k: 'acc'}, [], ctx);
+    if (epilogue == null) return null;
+    return this.gemmOf(node, v, epilogue, contiguous(v.shape), ctx);
+  }
+
+  private gemmOf(mm: LazyNode, v: StofValue, epilogue: Expr, out: AccessMap, ctx: Context): GemmKernel|null {
+    const [a, b] = mm.inputs;
+    const shape = mm.output.shape;
+    const batchShape = shape.slice(0, -2);
+    const [M, N] = shape.slice(-2);
+    const ta = mm.attrs['transposeA'] as boolean, tb = mm.attrs['transposeB'] as boolean;
+    const K = ta ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+    // A as [...batch, M, K] and B as [...batch, K, N], whatever their storage and transposes.
+    const operand = (x: StofValue, transposed: boolean, rows: number, cols: number): {slot: number, map: AccessMap}|null => {
+      const r = x.shape.length;
+      const perm = [...Array(r).keys()];
+      if (transposed) [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+      const steps: Step[] = transposed ? [{k: 'transpose', perm}] : [];
+      steps.push({k: 'bcast', shape: [...batchShape, rows, cols]});
+      // Views of a stored value fold into the operand's map; anything computed is stored first.
+      let e = this.exprOf(x, steps, ctx);
+      if (e == null || e.k !== 'in') {
+        this.store(x);
+        e = this.load(x, steps, ctx);
+      }
+      return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
+    };
+    const am = operand(a, ta, M, K), bm = operand(b, tb, K, N);
+    if (am == null || bm == null) return null;
+    return {template: 'gemm', inputs: ctx.slots, output: v, ops: opNames(ctx), batchShape, M, N, K, a: am.map, b: bm.map,
+            aSlot: am.slot, bSlot: bm.slot, epilogue, out};
+  }
+}
+
+function opNames(ctx: Context): string[] {
+  return [...ctx.ops].map(n => n.kernel);
+}
+
+/** Operands of a matmul kernel are slots; their maps sit in the kernel, not in the epilogue. */
+export function kernelOps(k: Kernel): number {
+  switch (k.template) {
+    case 'elementwise': return countOps(k.expr);
+    case 'row': return countOps(k.expr) + k.stages.reduce((c, s) => c + countOps(s.x), 0);
+    case 'gemm': return countOps(k.epilogue);
+    case 'alias': return 0;
+  }
+}
+
+export function planSubgraph(g: Subgraph): Plan {
+  return new Planner(g).plan();
+}
+
+export {reductionAxes};

@@ -1,0 +1,137 @@
+// Runs planned kernels in TypeScript: the executor when the base is tfjs-backend-cpu, and the
+// reference the WebGPU kernels are tested against. Same plans, same expression semantics.
+import type {BackendValues, DataType, KernelBackend} from '@tensorflow/tfjs-core';
+
+import {AccessMap, contiguousStrides, sizeOf} from '../../fusion/access';
+import {evalBinary, evalUnary, Expr} from '../../fusion/expr';
+import {Kernel} from '../../fusion/planner';
+
+type Arr = ArrayLike<number>;
+type Fn = (c: Int32Array) => number;
+
+/** Offset function of an access map (closure over its terms). */
+function offsetFn(m: AccessMap): (c: Int32Array) => number {
+  const terms: Array<[number, number, number, number]> = [];
+  m.dims.forEach((ts, i) => ts.forEach(t => terms.push([i, t.div, t.mod, t.stride])));
+  const base = m.offset;
+  return c => {
+    let off = base;
+    for (const [i, div, mod, stride] of terms) {
+      const q = div === 1 ? c[i] : Math.floor(c[i] / div);
+      off += (mod === 0 ? q : q % mod) * stride;
+    }
+    return off;
+  };
+}
+
+interface Env {
+  inputs: Arr[];
+  acc: number;
+  rv: Float64Array;
+}
+
+function compile(e: Expr, env: Env): Fn {
+  switch (e.k) {
+    case 'in': { const off = offsetFn(e.map); const data = () => env.inputs[e.slot]; return c => data()[off(c)]; }
+    case 'acc': return () => env.acc;
+    case 'rv': return () => env.rv[e.stage];
+    case 'c': { const v = e.v; return () => v; }
+    case 'u': { const a = compile(e.a, env); const op = e.op; return c => evalUnary(op, a(c)); }
+    case 'b': { const a = compile(e.a, env), b = compile(e.b, env); const op = e.op; return c => evalBinary(op, a(c), b(c)); }
+    case 'sel': { const k = compile(e.c, env), a = compile(e.a, env), b = compile(e.b, env); return c => (k(c) !== 0 ? a(c) : b(c)); }
+  }
+}
+
+function unravelInto(i: number, strides: number[], shape: number[], c: Int32Array) {
+  for (let d = 0; d < shape.length; d++) c[d] = Math.floor(i / strides[d]) % shape[d];
+}
+
+function outputArray(dtype: DataType, size: number) {
+  return dtype === 'bool' ? new Uint8Array(size) : new Float32Array(size);
+}
+
+/** Computes a kernel's output values from its inputs' values. */
+export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Array {
+  const env: Env = {inputs, acc: 0, rv: new Float64Array(k.template === 'row' ? k.stages.length : 0)};
+  const shape = k.output.shape;
+  const out = outputArray(k.output.dtype, sizeOf(shape));
+  switch (k.template) {
+    case 'elementwise': {
+      const f = compile(k.expr, env);
+      const strides = contiguousStrides(shape), c = new Int32Array(shape.length);
+      for (let i = 0; i < out.length; i++) {
+        unravelInto(i, strides, shape, c);
+        out[i] = f(c);
+      }
+      return out;
+    }
+    case 'row': {
+      const rowShape = k.rowShape, r = rowShape.length, L = k.length;
+      const stages = k.stages.map(s => ({op: s.op, f: compile(s.x, env)}));
+      const f = compile(k.expr, env);
+      const lead = rowShape.slice(0, -1), leadStrides = contiguousStrides(lead);
+      const c = new Int32Array(r);
+      for (let row = 0; row < k.rows; row++) {
+        for (let d = 0; d < lead.length; d++) c[d] = Math.floor(row / leadStrides[d]) % lead[d];
+        stages.forEach((s, si) => {
+          let acc = s.op === 'max' ? -Infinity : 0;
+          for (let col = 0; col < L; col++) {
+            c[r - 1] = col;
+            const x = s.f(c);
+            acc = s.op === 'max' ? (Number.isNaN(x) || x > acc ? x : acc) : acc + x;
+          }
+          env.rv[si] = acc;
+        });
+        if (k.scalar) {
+          c[r - 1] = 0;
+          out[row] = f(c);
+        } else {
+          for (let col = 0; col < L; col++) {
+            c[r - 1] = col;
+            out[row * L + col] = f(c);
+          }
+        }
+      }
+      return out;
+    }
+    case 'gemm': {
+      const {M, N, K, batchShape} = k;
+      const rank = batchShape.length + 2;
+      const aOff = offsetFn(k.a), bOff = offsetFn(k.b), oOff = offsetFn(k.out);
+      const A = inputs[k.aSlot], B = inputs[k.bSlot];
+      const epi = compile(k.epilogue, env);
+      const batch = sizeOf(batchShape), bStrides = contiguousStrides(batchShape);
+      const ca = new Int32Array(rank), cb = new Int32Array(rank), co = new Int32Array(rank);
+      for (let bi = 0; bi < batch; bi++) {
+        for (let d = 0; d < batchShape.length; d++) ca[d] = cb[d] = co[d] = Math.floor(bi / bStrides[d]) % batchShape[d];
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let acc = 0;
+            ca[rank - 2] = m; cb[rank - 1] = n;
+            for (let kk = 0; kk < K; kk++) {
+              ca[rank - 1] = kk; cb[rank - 2] = kk;
+              acc += A[aOff(ca)] * B[bOff(cb)];
+            }
+            env.acc = acc;
+            co[rank - 2] = m; co[rank - 1] = n;
+            out[oOff(co)] = epi(co);
+          }
+        }
+      }
+      return out;
+    }
+    case 'alias':
+      throw new Error('alias kernels share storage; nothing to evaluate');
+  }
+}
+
+/** Executes kernels on tfjs-backend-cpu's storage. */
+export class CpuExecutor {
+  constructor(private readonly base: KernelBackend) {}
+
+  run(k: Kernel, inputIds: object[]): object {
+    const inputs = inputIds.map(id => this.base.readSync(id) as unknown as Arr);
+    const values = evaluateKernel(k, inputs);
+    return this.base.write(values as BackendValues, k.output.shape, k.output.dtype);
+  }
+}

@@ -1,0 +1,190 @@
+// The compilation templates as WGSL: each planned kernel becomes one compute shader and one
+// dispatch. Shapes are compile-time constants (a transformer's shapes are fixed per model), so
+// index arithmetic folds and pipelines are cached by source.
+import {contiguousStrides, sizeOf} from '../../fusion/access';
+import {Expr} from '../../fusion/expr';
+import {ElementwiseKernel, GemmKernel, Kernel, RowKernel} from '../../fusion/planner';
+
+import {gemmWgsl} from './gemm_wgsl';
+import {ExprEmitter, offsetCode, WGSL_HELPERS} from './wgsl_expr';
+
+export interface Shader {
+  code: string;
+  workgroups: [number, number, number];
+  /** Slot of each input binding, in binding order after the output (binding 0). */
+  bindings: number[];
+}
+
+const MAX_GRID = 65535;
+const isInt = (dtype: string) => dtype === 'bool' || dtype === 'int32';
+
+/** Spreads `groups` workgroups over x and y (each at most 65535). */
+function grid(groups: number): [number, number, number] {
+  if (groups <= MAX_GRID) return [Math.max(groups, 1), 1, 1];
+  return [MAX_GRID, Math.ceil(groups / MAX_GRID), 1];
+}
+
+function declarations(k: Kernel, slots: number[], outBinding = true): string {
+  const lines: string[] = [];
+  if (outBinding) lines.push(`@group(0) @binding(0) var<storage, read_write> out: array<${isInt(k.output.dtype) ? 'i32' : 'f32'}>;`);
+  slots.forEach((slot, i) => {
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, read> in${slot}: array<${isInt(k.inputs[slot].dtype) ? 'i32' : 'f32'}>;`);
+  });
+  return lines.join('\n');
+}
+
+function loader(k: Kernel) {
+  return (slot: number, offset: string) => (isInt(k.inputs[slot].dtype) ? `f32(in${slot}[${offset}])` : `in${slot}[${offset}]`);
+}
+
+function store(k: Kernel, index: string, value: string): string {
+  return isInt(k.output.dtype) ? `out[${index}] = i32(${value} != 0.0);` : `out[${index}] = ${value};`;
+}
+
+/** Slots an expression reads, in first-use order. */
+function slotsOf(exprs: Expr[]): number[] {
+  const out: number[] = [];
+  const visit = (e: Expr) => {
+    switch (e.k) {
+      case 'in': if (!out.includes(e.slot)) out.push(e.slot); break;
+      case 'u': visit(e.a); break;
+      case 'b': visit(e.a); visit(e.b); break;
+      case 'sel': visit(e.c); visit(e.a); visit(e.b); break;
+      default: break;
+    }
+  };
+  exprs.forEach(visit);
+  return out;
+}
+
+/** `let cN = ...` for each domain coordinate of the linear index `idx` over `shape`. */
+function coordLines(shape: number[], idx: string, names: string[]): string[] {
+  const strides = contiguousStrides(shape);
+  return shape.map((d, i) => {
+    const q = strides[i] === 1 ? idx : `(${idx} / ${strides[i]})`;
+    return `let ${names[i]} = ${i === 0 ? q : `${q} % ${d}`};`;
+  });
+}
+
+function elementwise(k: ElementwiseKernel): Shader {
+  const shape = k.output.shape, size = sizeOf(shape);
+  const coords = shape.map((_, i) => `c${i}`);
+  const em = new ExprEmitter('t', loader(k), coords, 'idx');
+  const value = em.emit(k.expr);
+  const slots = slotsOf([k.expr]);
+  const wg = 256, groups = Math.ceil(size / wg);
+  const [gx] = grid(groups);
+  return {
+    bindings: slots,
+    workgroups: grid(groups),
+    code: `${WGSL_HELPERS}
+${declarations(k, slots)}
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = i32(gid.x + gid.y * ${gx * wg}u);
+  if (idx >= ${size}) { return; }
+  ${coordLines(shape, 'idx', coords).join('\n  ')}
+  ${em.lines.join('\n  ')}
+  ${store(k, 'idx', value)}
+}`,
+  };
+}
+
+function row(k: RowKernel): Shader {
+  const {rowShape, rows, length: L} = k;
+  const r = rowShape.length;
+  const wg = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(L))));
+  const coords = rowShape.map((_, i) => `c${i}`);
+  const lead = coordLines(rowShape.slice(0, -1), 'row', coords);
+  const rvName = (s: number) => `rv${s}`;
+  const leaf = (e: Expr) => (e.k === 'rv' ? rvName(e.stage) : null);
+  const body: string[] = [];
+  k.stages.forEach((st, s) => {
+    const em = new ExprEmitter(`s${s}_`, loader(k), coords, undefined, leaf);
+    const x = em.emit(st.x);
+    const init = st.op === 'max' ? '(-inf_())' : '0.0';
+    const combine = (a: string, b: string) => (st.op === 'max' ? `max_(${a}, ${b})` : `(${a} + ${b})`);
+    body.push(`
+  var acc${s}: f32 = ${init};
+  for (var col = i32(lid); col < ${L}; col += ${wg}) {
+    let ${coords[r - 1]} = col;
+    ${em.lines.join('\n    ')}
+    acc${s} = ${combine(`acc${s}`, x)};
+  }
+  red[lid] = acc${s};
+  workgroupBarrier();
+  for (var w = ${wg / 2}u; w > 0u; w = w / 2u) {
+    if (lid < w) { red[lid] = ${combine('red[lid]', 'red[lid + w]')}; }
+    workgroupBarrier();
+  }
+  ${rvName(s)} = red[0];
+  workgroupBarrier();`);
+  });
+  const em = new ExprEmitter('o', loader(k), coords, undefined, leaf);
+  const value = em.emit(k.expr);
+  const outStage = k.scalar ?
+      `if (lid == 0u) {
+    let ${coords[r - 1]} = 0;
+    ${em.lines.join('\n    ')}
+    ${store(k, 'row', value)}
+  }` :
+      `for (var col = i32(lid); col < ${L}; col += ${wg}) {
+    let ${coords[r - 1]} = col;
+    ${em.lines.join('\n    ')}
+    ${store(k, `row * ${L} + col`, value)}
+  }`;
+  const slots = slotsOf([...k.stages.map(s => s.x), k.expr]);
+  const [gx] = grid(rows);
+  return {
+    bindings: slots,
+    workgroups: grid(rows),
+    code: `${WGSL_HELPERS}
+${declarations(k, slots)}
+var<workgroup> red: array<f32, ${wg}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = i32(wid.x + wid.y * ${gx}u);
+  if (row >= ${rows}) { return; }
+  ${lead.join('\n  ')}
+  ${k.stages.map((_, s) => `var ${rvName(s)}: f32;`).join(' ')}
+  ${body.join('\n')}
+  ${outStage}
+}`,
+  };
+}
+
+function gemm(k: GemmKernel): Shader {
+  const {batchShape, M, N, K} = k;
+  const nb = batchShape.length;
+  const batch = sizeOf(batchShape);
+  // Batch coordinates from the flat batch index b.
+  const bStrides = contiguousStrides(batchShape);
+  const bc = batchShape.map((d, i) => `(${bStrides[i] === 1 ? 'b' : `(b / ${bStrides[i]})`} % ${d})`);
+  const extras = slotsOf([k.epilogue]);
+  const em = new ExprEmitter('e', loader(k), [...bc, 'm', 'n'], undefined, e => (e.k === 'acc' ? 'acc' : null));
+  const value = em.emit(k.epilogue);
+  const spec = gemmWgsl({
+    batch, M, N, K,
+    aIndex: offsetCode(k.a, [...bc, 'm', 'k']),
+    bIndex: offsetCode(k.b, [...bc, 'k', 'n']),
+    extraInputs: extras.map(s => `in${s}`),
+    epilogue: `${em.lines.join('\n')}\nlet out: f32 = ${value};`,
+    outIndex: offsetCode(k.out, [...bc, 'm', 'n']),
+    helpers: WGSL_HELPERS,
+  });
+  let code = spec.code;
+  for (const s of extras) {
+    if (isInt(k.inputs[s].dtype)) code = code.replace(new RegExp(`(var<storage, read> in${s}\\s*:\\s*array<)f32>`), '$1i32>');
+  }
+  void nb;
+  return {code, workgroups: spec.workgroups, bindings: [k.aSlot, k.bSlot, ...extras]};
+}
+
+export function shaderOf(k: Kernel): Shader {
+  switch (k.template) {
+    case 'elementwise': return elementwise(k);
+    case 'row': return row(k);
+    case 'gemm': return gemm(k);
+    case 'alias': throw new Error('alias kernels have no shader');
+  }
+}
