@@ -5,7 +5,7 @@
 // when a non-intercepted kernel consumes it, or when too much is pending.
 import {
   BackendTimingInfo, BackendValues, DataId, DataToGPUOptions, DataType, env, GPUData, KernelBackend,
-  KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, WebGLData, WebGPUData,
+  KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, util, WebGLData, WebGPUData,
 } from '@tensorflow/tfjs-core';
 
 import {collectSubgraph, LazyNode, signature, StofValue} from '../fusion/graph';
@@ -71,18 +71,39 @@ export class StofBackend extends KernelBackend {
   }
 
   private runOnBase(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|TensorInfo[] {
-    const baseInputs: NamedTensorInfoMap = {};
-    for (const [key, info] of Object.entries(inputs)) {
-      if (info == null) { baseInputs[key] = info; continue; }
-      baseInputs[key] = {dataId: this.baseIdOf(info.dataId), shape: info.shape, dtype: info.dtype};
-    }
+    // Our data ids become the base's; a Tensor input stays a Tensor for the kernel (some read .rank).
+    const ownerOfBaseId = new Map<DataId, DataId>();
+    const toBase = (info: TensorInfo|undefined): TensorInfo|undefined => {
+      if (info == null) return info;
+      const baseId = this.baseIdOf(info.dataId);
+      if (baseId === info.dataId) return info;
+      ownerOfBaseId.set(baseId, info.dataId);
+      return Object.create(info, {dataId: {value: baseId, enumerable: true}}) as TensorInfo;
+    };
+    const convert = (x: unknown): unknown => (Array.isArray(x) ? x.map(convert) : toBase(x as TensorInfo|undefined));
+    // Concat, AddN, Pack take an array of tensors; RaggedGather a named array among named tensors.
+    const baseInputs = (Array.isArray(inputs) ? convert(inputs) :
+        Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, convert(v)]))) as NamedTensorInfoMap;
     this.profiler.baseKernel(config.kernelName);
     const out = config.kernelFunc({inputs: baseInputs, attrs, backend: this.base});
-    return Array.isArray(out) ? out.map(o => this.adopt(o)) : this.adopt(out);
+    const adopt = (o: TensorInfo) => this.adopt(o, ownerOfBaseId);
+    return Array.isArray(out) ? out.map(adopt) : adopt(out);
   }
 
   /** Wraps a base output (one base reference) in a stored value of 'stof'. */
-  private adopt(info: TensorInfo): TensorInfo {
+  private adopt(info: TensorInfo, ownerOfBaseId: Map<DataId, DataId>): TensorInfo {
+    // A kernel that returns a Tensor (tfjs-backend-cpu's makeOutput) made the engine track it on the
+    // base already: it stays the base's tensor, and 'stof' reads it there by its id.
+    if (info instanceof Tensor) return info;
+    // A kernel that returns its input's data (Identity, Reshape on the base) returns ours, as the
+    // base would: one more reference to the same value, not a new value.
+    // (Same shape only: a value's shape is part of it here, while tfjs lets two shapes share a data id.)
+    const owner = ownerOfBaseId.get(info.dataId);
+    if (owner != null && util.arraysEqual(this.values.get(owner)!.shape, info.shape)) {
+      this.base.disposeData(info.dataId);  // the kernel's incRef on the base becomes our refs++
+      this.values.get(owner)!.refs++;
+      return {dataId: owner, shape: info.shape, dtype: info.dtype};
+    }
     const v = new StofValue(info.shape, info.dtype);
     v.baseId = info.dataId;
     const dataId = {};
@@ -106,6 +127,7 @@ export class StofBackend extends KernelBackend {
       if (info == null) continue;
       const v = this.values.get((info as TensorInfo).dataId);
       if (v == null) return this.decline(name, 'an input lives on another backend');
+      if (!util.arraysEqual(v.shape, info.shape)) return this.decline(name, 'an input is a reshaped alias');
       if (v.size === 0) return this.decline(name, 'empty tensor');
       values.push(v);
     }

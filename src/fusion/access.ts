@@ -128,7 +128,18 @@ export function reshapeAccess(a: AccessMap, shape: readonly number[]): AccessMap
         inner *= src.d;
       }
     } else {
-      return null;
+      // Many-to-many (e.g. [2,3] -> [3,2]): fine where the source dims form one contiguous block.
+      const block = fg.map(j => from[j]);
+      const plain = block.every(x => x.terms.length === 1 && x.terms[0].div === 1 && (x.terms[0].mod === 0 || x.terms[0].mod >= x.d));
+      if (!plain) return null;
+      for (let j = 0; j + 1 < block.length; j++) {
+        if (block[j].terms[0].stride !== block[j + 1].terms[0].stride * block[j + 1].d) return null;
+      }
+      let inner = block[block.length - 1].terms[0].stride;
+      for (const j of [...tg].reverse()) {
+        dims[toIdx[j].i].push({div: 1, mod: 0, stride: inner});
+        inner *= toIdx[j].d;
+      }
     }
   }
   return {shape: [...shape], dims, offset: a.offset};
