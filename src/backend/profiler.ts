@@ -11,7 +11,7 @@ export interface GroupReport {
 }
 
 export interface ProfileReport {
-  /** Compute dispatches: fused kernels plus the programs of base kernels. */
+  /** Launches: one per fused kernel (a GPU dispatch, or a CPU pass for tiny CPU-resident data) plus the programs of base kernels. */
   dispatches: number;
   groups: GroupReport[];
   /** Intercepted kernels that ran unfused on the base, with the reason. */

@@ -27,6 +27,8 @@ export interface StofBackendInfo {
 /** Runs planned kernels on the base's storage; returns the base data id of the output. */
 export interface Executor {
   run(kernel: Kernel, inputs: object[]): object;
+  /** Launches (dispatches, or CPU passes) the last run made. */
+  readonly lastDispatches: number;
 }
 
 /** Pending nodes above which every value the app still holds is computed. */
@@ -97,18 +99,27 @@ export class StofBackend extends KernelBackend {
     if (info instanceof Tensor) return info;
     // A kernel that returns its input's data (Identity, Reshape on the base) returns ours, as the
     // base would: one more reference to the same value, not a new value.
-    // (Same shape only: a value's shape is part of it here, while tfjs lets two shapes share a data id.)
+    // (Same shape and dtype only: those are part of a value here; tfjs lets them differ per tensor.)
     const owner = ownerOfBaseId.get(info.dataId);
-    if (owner != null && util.arraysEqual(this.values.get(owner)!.shape, info.shape)) {
+    const ownerValue = owner != null ? this.values.get(owner)! : null;
+    if (owner != null && util.arraysEqual(ownerValue!.shape, info.shape) && ownerValue!.dtype === info.dtype) {
       this.base.disposeData(info.dataId);  // the kernel's incRef on the base becomes our refs++
-      this.values.get(owner)!.refs++;
+      ownerValue!.refs++;
       return {dataId: owner, shape: info.shape, dtype: info.dtype};
     }
     const v = new StofValue(info.shape, info.dtype);
     v.baseId = info.dataId;
+    const storage = this.storageDtype(info.dataId);
+    if (storage != null && storage !== info.dtype) v.storage = storage;
     const dataId = {};
     this.values.set(dataId, v);
     return {dataId, shape: info.shape, dtype: info.dtype};
+  }
+
+  /** The element type of a base buffer, where the base tracks it apart from the tensor's dtype. */
+  private storageDtype(baseId: DataId): DataType|null {
+    const map = (this.base as unknown as {tensorMap?: {has(id: DataId): boolean, get(id: DataId): {dtype: DataType}}}).tensorMap;
+    return map != null && map.has(baseId) ? map.get(baseId).dtype : null;
   }
 
   /** The base's data id for a tensor of 'stof' (computing it if pending), or the id itself if foreign. */
@@ -128,6 +139,8 @@ export class StofBackend extends KernelBackend {
       const v = this.values.get((info as TensorInfo).dataId);
       if (v == null) return this.decline(name, 'an input lives on another backend');
       if (!util.arraysEqual(v.shape, info.shape)) return this.decline(name, 'an input is a reshaped alias');
+      // The GEMM template reads f32 buffers; an int32 buffer relabelled float32 goes to the base.
+      if (def.kind === 'matmul' && v.storage != null && v.storage !== 'float32') return this.decline(name, `operand stored as ${v.storage}`);
       if (v.size === 0) return this.decline(name, 'empty tensor');
       values.push(v);
     }
@@ -168,7 +181,7 @@ export class StofBackend extends KernelBackend {
     if (cached == null) {
       const plan = planSubgraph(g);
       const index = new Map(order.map((v, i) => [v, i]));
-      const info = (v: ValueInfo): ValueInfo => ({shape: v.shape, dtype: v.dtype});  // not the values: no graph kept alive
+      const info = (v: ValueInfo): ValueInfo => ({shape: v.shape, dtype: v.dtype, storage: v.storage});  // not the values: no graph kept alive
       cached = {
         kernels: plan.kernels.map(kernel => ({
           kernel: {...kernel, inputs: kernel.inputs.map(info), output: info(kernel.output)} as Kernel,
@@ -190,7 +203,7 @@ export class StofBackend extends KernelBackend {
       out.baseId = inputs[0].baseId;
     } else {
       out.baseId = this.executor.run(k, inputs.map(v => v.baseId!));
-      this.profiler.kernel(k);
+      this.profiler.kernel(k, this.executor.lastDispatches);
     }
     this.completed(out);
   }
@@ -259,6 +272,10 @@ export class StofBackend extends KernelBackend {
   override write(values: BackendValues, shape: number[], dtype: DataType): DataId {
     const v = new StofValue(shape, dtype);
     v.baseId = this.base.write(values, shape, dtype);
+    if (dtype === 'float32' && values != null && (values as Float32Array).length === 1 && shape.length <= 4 &&
+        shape.every(d => d === 1)) {
+      v.constant = (values as Float32Array)[0];
+    }
     const dataId = {};
     this.values.set(dataId, v);
     return dataId;

@@ -16,6 +16,13 @@ export class StofValue {
   baseId: object|null = null;
   /** Producer, while the value is pending. */
   node: LazyNode|null = null;
+  /**
+   * Element type of the stored buffer when it differs from `dtype`: tfjs-backend-webgpu casts
+   * int32 -> float32 by relabelling an int32 buffer.
+   */
+  storage: DataType|null = null;
+  /** The value of a float32 scalar written by the app (tf.mul(x, 0.5)): inlined into kernels. */
+  constant: number|null = null;
 
   constructor(readonly shape: number[], readonly dtype: DataType) {}
 
@@ -81,7 +88,7 @@ export function signature(g: Subgraph): string {
   const index = new Map<StofValue, string>();
   g.external.forEach((v, i) => index.set(v, `e${i}`));
   g.nodes.forEach((n, i) => index.set(n.output, `n${i}`));
-  const parts: string[] = g.external.map(v => `${v.dtype}[${v.shape}]`);
+  const parts: string[] = g.external.map(v => (v.constant != null ? `c${v.constant}` : `${v.dtype}/${v.storage}[${v.shape}]`));
   for (const n of g.nodes) {
     parts.push(`${n.kernel}(${n.inputs.map(v => index.get(v)).join(',')})${JSON.stringify(n.attrs)}` +
                `:${n.output.dtype}[${n.output.shape}]`);

@@ -108,6 +108,9 @@ export function infer(kernel: string, ins: Array<InputInfo|null>, attrs: NamedAt
       const [kb, n] = tb ? [b.shape[b.shape.length - 1], b.shape[b.shape.length - 2]] : b.shape.slice(-2);
       if (ka !== kb) return {reason: `inner dimensions ${ka} and ${kb} differ`};
       if (ka === 0) return {reason: 'empty inner dimension'};
+      // tfjs broadcasts batches only where the flattened batch sizes are equal or one of them is 1.
+      const ba = util.sizeFromShape(a.shape.slice(0, -2)), bb = util.sizeFromShape(b.shape.slice(0, -2));
+      if (ba !== bb && ba !== 1 && bb !== 1) return {reason: `batch sizes ${ba} and ${bb}`};
       const batch = backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
       const shape = [...batch, m, n];
       if (bias != null) backend_util.assertAndGetBroadcastShape(shape, bias.shape);

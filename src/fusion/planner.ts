@@ -20,6 +20,8 @@ export type Step = {k: 'bcast', shape: number[]}|{k: 'reshape', shape: number[]}
 export interface ValueInfo {
   shape: number[];
   dtype: DataType;
+  /** Element type of the stored buffer, where it differs from dtype. */
+  storage?: DataType|null;
 }
 
 interface KernelCommon {
@@ -63,6 +65,12 @@ export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel;
 export interface Plan {
   kernels: Kernel[];
 }
+
+/**
+ * Input buffers of one kernel: WebGPU guarantees 8 storage buffers per shader stage, one of them
+ * the output. A kernel that would read more stores some of its operands first.
+ */
+export const MAX_INPUTS = 7;
 
 /** Largest expression (in ops) inlined into every consumer of a value that has several. */
 const INLINE_SHARED_OPS = 16;
@@ -165,7 +173,9 @@ export class Planner {
   private store(v: StofValue) {
     if (this.isStored(v)) return;
     const node = v.node!;
-    if (OPS[node.kernel].kind === 'reshape' && this.isStored(node.inputs[0])) {
+    if (OPS[node.kernel].kind === 'reshape') {
+      // A reshape costs nothing once its input is stored contiguously: store that, share it.
+      this.store(node.inputs[0]);
       this.stored.add(v);
       this.kernels.push({template: 'alias', inputs: [node.inputs[0]], output: v, ops: [node.kernel]});
       return;
@@ -176,6 +186,7 @@ export class Planner {
   }
 
   private load(v: StofValue, steps: Step[], ctx: Context): Expr|null {
+    if (v.constant != null) return constant(v.constant);  // a scalar the app wrote: part of the code
     const map = applySteps(contiguous(v.shape), steps);
     if (map == null) return null;
     let slot = ctx.slots.indexOf(v);
@@ -227,7 +238,7 @@ export class Planner {
     if (this.isStored(v) || depth > INLINE_SHARED_OPS) return 0;
     const node = v.node!;
     if (isView(node)) return this.costOf(node.inputs[0], depth);
-    if (!isElementwise(node)) return INLINE_SHARED_OPS + 1;
+    if (!isElementwise(node)) return 1;  // a reduction or matmul is read (stored, or a stage of this row), not recomputed
     let c = 1;
     for (const i of node.inputs) c += this.costOf(i, depth + 1);
     return c;
@@ -340,15 +351,21 @@ export class Planner {
     const rowShape = this.findRowShape(v);
     if (rowShape != null) {
       const k = this.tryRow(v, rowShape);
-      if (k) return k;
+      if (k && k.inputs.length <= MAX_INPUTS) return k;
     }
     const mm = this.findMatmul(v);
     if (mm != null) {
       const k = this.tryGemmEpilogue(v, mm);
-      if (k) return k;
+      if (k && k.inputs.length <= MAX_INPUTS) return k;
     }
-    const ctx: Context = {slots: [], ops: new Set()};
-    const expr = this.exprOfRoot(v, ctx);
+    let ctx: Context = {slots: [], ops: new Set()};
+    let expr = this.exprOfRoot(v, ctx);
+    if (ctx.slots.length > MAX_INPUTS) {
+      // Too many buffers: store the root's operands, then the root reads just those.
+      for (const input of v.node!.inputs) this.store(input);
+      ctx = {slots: [], ops: new Set()};
+      expr = this.exprOfRoot(v, ctx);
+    }
     return {template: 'elementwise', inputs: ctx.slots, output: v, ops: opNames(ctx), expr};
   }
 
@@ -424,6 +441,7 @@ export class Planner {
   }
 
   private gemmKernel(v: StofValue, node: LazyNode): GemmKernel|null {
+    // (A matmul reads at most A, B and a bias: within MAX_INPUTS.)
     const ctx: Context = {slots: [], ops: new Set([node]), gemm: {mm: node, steps: []}};
     const epilogue = this.matmulEpilogue(node, {k: 'acc'}, [], ctx);
     if (epilogue == null) return null;

@@ -2,3 +2,4 @@
 import '../../src/index';
 
 import './backend_spec';
+import './fusion_spec';

@@ -4,3 +4,4 @@ import '../../src/index_node';
 import './backend_spec';
 import './package_spec';
 import './access_spec';
+import './fusion_spec';

@@ -127,6 +127,7 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
 
 /** Executes kernels on tfjs-backend-cpu's storage. */
 export class CpuExecutor {
+  readonly lastDispatches = 1;  // one pass over the data per kernel
   constructor(private readonly base: KernelBackend) {}
 
   run(k: Kernel, inputIds: object[]): object {

@@ -1,15 +1,17 @@
 // Runs planned kernels on tfjs-backend-webgpu's device: its buffers (no copies), its command
 // encoder and compute pass (so fused and unfused work interleave in order), its submit batching.
-import {env, KernelBackend} from '@tensorflow/tfjs-core';
+import {BackendValues, env, KernelBackend} from '@tensorflow/tfjs-core';
 
+import {sizeOf} from '../../fusion/access';
 import {Kernel} from '../../fusion/planner';
+import {evaluateKernel} from '../cpu/executor';
 import type {Profiler} from '../../backend/profiler';
 import {Shader, shaderOf} from './templates';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend (4.x) that the executor uses. */
 export interface WebGPUBase extends KernelBackend {
   device: GPUDevice;
-  tensorMap: {get(dataId: object): {resource?: GPUBuffer|GPUTexture|GPUExternalTexture|null}};
+  tensorMap: {get(dataId: object): {resource?: GPUBuffer|GPUTexture|GPUExternalTexture|null, values?: ArrayLike<number>|null}};
   commandEncoder: GPUCommandEncoder|null;
   computePassEncoder: GPUComputePassEncoder|null;
   commandQueueOwnedIds: WeakSet<object>;
@@ -23,6 +25,8 @@ export interface WebGPUBase extends KernelBackend {
 }
 
 const HOOK = Symbol.for('tfjs-backend-stof.dispatchHook');
+/** tfjs-backend-webgpu's CPU_HANDOFF_SIZE_THRESHOLD. */
+const CPU_FORWARD_SIZE = 128;
 
 interface Compiled {
   shader: Shader;
@@ -70,8 +74,17 @@ export class WebGPUExecutor {
     return this.compile(k).shader.code;
   }
 
+  /** Launches of the last run: one, on the GPU or (tiny, CPU-resident work) on the CPU. */
+  readonly lastDispatches = 1;
+
   run(k: Kernel, inputs: object[]): object {
     const base = this.base;
+    // Like the base (WEBGPU_CPU_FORWARD): tiny work on data still on the CPU stays there.
+    if (env().getBool('WEBGPU_CPU_FORWARD') && sizeOf(k.output.shape) < CPU_FORWARD_SIZE &&
+        inputs.every((id, i) => base.tensorMap.get(id).values != null && sizeOf(k.inputs[i].shape) < CPU_FORWARD_SIZE)) {
+      const values = evaluateKernel(k, inputs.map(id => base.tensorMap.get(id).values!));
+      return base.write(values as BackendValues, k.output.shape, k.output.dtype);
+    }
     const {shader, pipeline} = this.compile(k);
     const out = base.makeTensorInfo(k.output.shape, k.output.dtype);
     base.uploadToGPU(out.dataId);

@@ -3,7 +3,7 @@
 // index arithmetic folds and pipelines are cached by source.
 import {contiguousStrides, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
-import {ElementwiseKernel, GemmKernel, Kernel, RowKernel} from '../../fusion/planner';
+import {ElementwiseKernel, GemmKernel, Kernel, RowKernel, ValueInfo} from '../../fusion/planner';
 
 import {gemmWgsl} from './gemm_wgsl';
 import {ExprEmitter, offsetCode, WGSL_HELPERS} from './wgsl_expr';
@@ -17,6 +17,8 @@ export interface Shader {
 
 const MAX_GRID = 65535;
 const isInt = (dtype: string) => dtype === 'bool' || dtype === 'int32';
+/** Whether a buffer holds i32 (bool and int32 tensors, and int32 buffers relabelled float32). */
+const intBuffer = (v: ValueInfo) => isInt(v.storage ?? v.dtype);
 
 /** Spreads `groups` workgroups over x and y (each at most 65535). */
 function grid(groups: number): [number, number, number] {
@@ -28,13 +30,13 @@ function declarations(k: Kernel, slots: number[], outBinding = true): string {
   const lines: string[] = [];
   if (outBinding) lines.push(`@group(0) @binding(0) var<storage, read_write> out: array<${isInt(k.output.dtype) ? 'i32' : 'f32'}>;`);
   slots.forEach((slot, i) => {
-    lines.push(`@group(0) @binding(${i + 1}) var<storage, read> in${slot}: array<${isInt(k.inputs[slot].dtype) ? 'i32' : 'f32'}>;`);
+    lines.push(`@group(0) @binding(${i + 1}) var<storage, read> in${slot}: array<${intBuffer(k.inputs[slot]) ? 'i32' : 'f32'}>;`);
   });
   return lines.join('\n');
 }
 
 function loader(k: Kernel) {
-  return (slot: number, offset: string) => (isInt(k.inputs[slot].dtype) ? `f32(in${slot}[${offset}])` : `in${slot}[${offset}]`);
+  return (slot: number, offset: string) => (intBuffer(k.inputs[slot]) ? `f32(in${slot}[${offset}])` : `in${slot}[${offset}]`);
 }
 
 function store(k: Kernel, index: string, value: string): string {
@@ -174,7 +176,7 @@ function gemm(k: GemmKernel): Shader {
   });
   let code = spec.code;
   for (const s of extras) {
-    if (isInt(k.inputs[s].dtype)) code = code.replace(new RegExp(`(var<storage, read> in${s}\\s*:\\s*array<)f32>`), '$1i32>');
+    if (intBuffer(k.inputs[s])) code = code.replace(new RegExp(`(var<storage, read> in${s}\\s*:\\s*array<)f32>`), '$1i32>');
   }
   void nb;
   return {code, workgroups: spec.workgroups, bindings: [k.aSlot, k.bSlot, ...extras]};

@@ -37,22 +37,26 @@ fn max_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return nan_(); } 
 fn min_(a: f32, b: f32) -> f32 { if (isnan_(a) || isnan_(b)) { return nan_(); } return min(a, b); }
 fn erf_(v: f32) -> f32 {
   // Abramowitz-Stegun 7.1.26, as tfjs computes erf.
+  if (isnan_(v)) { return v; }
   let a = abs(v);
   let t = 1.0 / (1.0 + 0.3275911 * a);
   let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
   return select(y, -y, v < 0.0);
 }
 fn tanh_(v: f32) -> f32 {
+  if (isnan_(v)) { return v; }
   let e = exp(-2.0 * abs(v));
   return sign(v) * (1.0 - e) / (1.0 + e);
 }
-fn sigmoid_(v: f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
-fn relu_(v: f32) -> f32 { return select(v, 0.0, v < 0.0); }
+fn sigmoid_(v: f32) -> f32 { if (isnan_(v)) { return v; } return 1.0 / (1.0 + exp(-v)); }
+fn relu_(v: f32) -> f32 { return select(v, 0.0, v < 0.0); }  // NaN < 0 is false: NaN stays
 fn relu6_(v: f32) -> f32 { return select(min(v, 6.0), 0.0, v < 0.0); }
 fn elu_(v: f32) -> f32 { return select(exp(v) - 1.0, v, v >= 0.0); }
-fn log_(v: f32) -> f32 { if (v < 0.0) { return nan_(); } return log(v); }
-fn sqrt_(v: f32) -> f32 { if (v < 0.0) { return nan_(); } return sqrt(v); }
-fn rsqrt_(v: f32) -> f32 { if (v < 0.0) { return nan_(); } return inverseSqrt(v); }
+// Drivers differ on NaN inputs to builtins (SwiftShader's log(NaN) is 89): NaN in, NaN out.
+fn log_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return log(v); }
+fn sqrt_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return sqrt(v); }
+fn rsqrt_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return inverseSqrt(v); }
+fn exp_(v: f32) -> f32 { if (isnan_(v)) { return v; } return exp(v); }
 fn pow_(a: f32, b: f32) -> f32 {
   // Like Math.pow: negative bases with integer exponents keep their sign.
   if (b == 0.0) { return 1.0; }
@@ -67,7 +71,7 @@ fn b2f(c: bool) -> f32 { return select(0.0, 1.0, c); }
 `;
 
 const UNARY: Record<string, (a: string) => string> = {
-  neg: a => `(-${a})`, exp: a => `exp(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
+  neg: a => `(-${a})`, exp: a => `exp_(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
   rsqrt: a => `rsqrt_(${a})`, erf: a => `erf_(${a})`, tanh: a => `tanh_(${a})`, sigmoid: a => `sigmoid_(${a})`,
   relu: a => `relu_(${a})`, relu6: a => `relu6_(${a})`, elu: a => `elu_(${a})`, square: a => `(${a} * ${a})`,
   abs: a => `abs(${a})`, ne0: a => `b2f(${a} != 0.0)`,
