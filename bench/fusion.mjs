@@ -15,14 +15,20 @@ const quick = argv.includes('--quick');
 const outPath = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : 'bench/results/fusion.json';
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Median ms per call of `f` (returns a tensor): `iters` calls back to back, one readback at the end. */
+/**
+ * Median ms per call of `f` (returns a tensor): `iters` calls back to back, one readback at the end.
+ * On 'stof' each result is computed (materialize), as a read would: a lazy result that is disposed
+ * unread is never computed, which would time nothing.
+ */
 async function time(f, iters, trials) {
   for (let i = 0; i < 2; i++) { const t = f(); await t.data(); t.dispose(); }  // compile, warm up
+  const backend = tf.backend();
+  const compute = t => { if (backend instanceof stof.StofBackend) backend.materialize([t.dataId]); return t; };
   const samples = [];
   for (let trial = 0; trial < trials; trial++) {
     const start = performance.now();
     let t = null;
-    for (let i = 0; i < iters; i++) { t?.dispose(); t = f(); }
+    for (let i = 0; i < iters; i++) { t?.dispose(); t = compute(f()); }
     await t.data();
     samples.push((performance.now() - start) / iters);
     t.dispose();

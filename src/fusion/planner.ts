@@ -185,8 +185,8 @@ export class Planner {
     this.kernels.push(kernel);
   }
 
-  private load(v: StofValue, steps: Step[], ctx: Context): Expr|null {
-    if (v.constant != null) return constant(v.constant);  // a scalar the app wrote: part of the code
+  private load(v: StofValue, steps: Step[], ctx: Context, buffer = false): Expr|null {
+    if (v.constant != null && !buffer) return constant(v.constant);  // a scalar the app wrote: part of the code
     const map = applySteps(contiguous(v.shape), steps);
     if (map == null) return null;
     let slot = ctx.slots.indexOf(v);
@@ -466,7 +466,7 @@ export class Planner {
       let e = this.exprOf(x, steps, ctx);
       if (e == null || e.k !== 'in') {
         this.store(x);
-        e = this.load(x, steps, ctx);
+        e = this.load(x, steps, ctx, true);  // a GEMM operand is a buffer, even a 1x1 constant
       }
       return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
     };

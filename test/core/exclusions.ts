@@ -12,6 +12,8 @@ export type ExclusionEnv = 'node-cpu'|'browser-webgpu';
 
 export interface Exclusion {
   env: ExclusionEnv;
+  /** Fails on the base only sometimes (an effect of earlier tests): may pass in either run. */
+  flaky?: boolean;
   /** The top-level describe, as in the spec's full name (before the test-env name). */
   describe: string;
   /** The rest of the spec's full name after the test env and its flags. */
@@ -19,7 +21,7 @@ export interface Exclusion {
   reason: string;
 }
 
-interface Group {describe: string; reason: string; specs: string[]}
+interface Group {describe: string; reason: string; specs: string[]; flaky?: boolean}
 
 // tfjs-core 4.22 / tfjs-backend-webgpu 4.22, headless Chromium 156 on SwiftShader.
 const BROWSER_WEBGPU: Group[] = [
@@ -212,13 +214,16 @@ const BROWSER_WEBGPU: Group[] = [
            "2d long complex64 tensor"]},
   {describe: "tensor.data", reason: "two pending reads of one tensor end in an unhandled rejection in tfjs-backend-webgpu",
    specs: ["calling .data() twice works (2 subscribers to a single read)"]},
+  {describe: "tensor grad", flaky: true,
+   reason: "intermittent on the base alone too (seen in 1 of 3 whole runs of each): an async backend init left pending by an earlier describe, 'backend ... has not yet been initialized'",
+   specs: ["grad with second derivative"]},
 ];
 
 // tfjs-core's suite passes whole on 'stof' over tfjs-backend-cpu in Node.
 const NODE_CPU: Group[] = [];
 
 const flatten = (env: ExclusionEnv, groups: Group[]): Exclusion[] =>
-    groups.flatMap(g => g.specs.map(spec => ({env, describe: g.describe, spec, reason: g.reason})));
+    groups.flatMap(g => g.specs.map(spec => ({env, describe: g.describe, spec, reason: g.reason, flaky: g.flaky})));
 
 export const EXCLUSIONS: Exclusion[] = [...flatten('browser-webgpu', BROWSER_WEBGPU), ...flatten('node-cpu', NODE_CPU)];
 
