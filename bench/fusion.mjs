@@ -101,7 +101,7 @@ for (const c of cases) {
   console.log(`${c.name.padEnd(44)} stof ${row.stof_ms.toFixed(3)} ms  webgpu ${row.peers['tfjs-backend-webgpu'].toFixed(3)} ms  ` +
               `x${row.speedup.toFixed(2)}  dispatches ${row.stof_dispatches}  maxrel ${row.max_rel_diff.toExponential(1)}`);
 }
-const report = {device: `${info.adapter?.vendor ?? ''} ${info.adapter?.architecture ?? ''} via Dawn (webgpu ${JSON.parse(fs.readFileSync('node_modules/webgpu/package.json', 'utf8')).version})`.trim(),
+const report = {device: `${info.adapter?.device ?? info.adapter?.vendor ?? 'unknown'} (${info.adapter?.description ?? ''}) via Dawn, webgpu ${JSON.parse(fs.readFileSync('node_modules/webgpu/package.json', 'utf8')).version}`,
                 date: new Date().toISOString(), command: `node scripts/with_vulkan.mjs bench/fusion.mjs ${argv.join(' ')}`.trim(), rows};
 fs.mkdirSync('bench/results', {recursive: true});
 fs.writeFileSync(outPath, JSON.stringify(report, null, 1));

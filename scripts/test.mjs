@@ -24,6 +24,8 @@ const hasExclusions = env => EXCLUSIONS.some(e => e.env === env);
 const SUITES = [
   {name: 'core-node-stof', judge: 'stof', exclusionEnv: 'node-cpu',
    node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('stof', {STOF_BASE: 'cpu'})]},
+  {name: 'core-node-stof-unfused', judge: 'stof', exclusionEnv: 'node-cpu', sameAs: 'core-node-stof',
+   node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('stof', {STOF_BASE: 'cpu', STOF_FUSION: false})]},
   {name: 'core-node-cpu', judge: 'base', exclusionEnv: 'node-cpu', skip: !hasExclusions('node-cpu'),
    node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('cpu')]},
   {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase], env: vk},
@@ -72,6 +74,7 @@ function judge(result, suite) {
 }
 
 const totals = {passed: 0, failed: 0, skipped: 0, excluded: 0};
+const judged = {};
 const lines = [];
 for (const suite of SUITES) {
   if (suite.skip || (only.length && !only.includes(suite.name))) continue;
@@ -87,6 +90,14 @@ for (const suite of SUITES) {
     result.failed++;
     result.failures.push({name: `${suite.name} runner`, messages: [`exited with ${status}`]});
   }
+  if (suite.sameAs) {  // fusion must not change what passes
+    const other = judged[suite.sameAs];
+    if (other != null && other.passed !== result.passed) {
+      result.failed++;
+      result.failures.push({name: `${suite.name} vs ${suite.sameAs}`, messages: [`${result.passed} passed unfused, ${other.passed} fused`]});
+    }
+  }
+  judged[suite.name] = result;
   for (const k of Object.keys(totals)) totals[k] += result[k] ?? 0;
   const excluded = result.excluded ? `, ${result.excluded} excluded (fail on the base too)` : '';
   const verb = suite.judge === 'base' ? ' (excluded tests that fail on the base alone)' : '';

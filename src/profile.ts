@@ -52,6 +52,8 @@ function describe(k: Kernel, i: number): string {
                        `\n    out = ${exprText(k.expr, name)}${k.scalar ? ' (one per row)' : ''}`;
     case 'gemm': return `${head}\n    acc = A[${k.batchShape.length ? 'b,' : ''}m,k] * B[${k.batchShape.length ? 'b,' : ''}k,n], M=${k.M} N=${k.N} K=${k.K}` +
                         (k.batchShape.length ? ` batch=[${k.batchShape}]` : '') + `\n    out = ${exprText(k.epilogue, name)}`;
+    case 'attention': return `${head}\n    out = softmax_rows(score) V, score = ${exprText(k.score, name)} with acc = q·k;` +
+                             ` Sq=${k.Sq} Sk=${k.Sk} D=${k.D}` + (k.batchShape.length ? ` batch=[${k.batchShape}]` : '');
     case 'alias': return `${head}\n    shares the storage of its input`;
   }
 }

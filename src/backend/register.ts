@@ -47,22 +47,37 @@ export function explainMissingWebGPU(reason: string) {
   missingWebGPU = reason;
 }
 
-async function webgpuUnavailableReason(): Promise<string|null> {
-  if (initializedBackend('webgpu') != null) return null;
-  if (findBackendFactory('webgpu') == null) {
-    if (typeof navigator === 'undefined' || navigator.gpu == null) return missingWebGPU ?? 'navigator.gpu is absent';
-    return 'tfjs-backend-webgpu is not loaded';
+/** The adapter tfjs-backend-webgpu will get, or why there is none. */
+async function probeWebGPU(): Promise<{adapter: GPUAdapter|null, reason: string|null}> {
+  if (typeof navigator === 'undefined' || navigator.gpu == null) {
+    return {adapter: null, reason: missingWebGPU ?? 'navigator.gpu is absent'};
+  }
+  if (findBackendFactory('webgpu') == null && initializedBackend('webgpu') == null) {
+    return {adapter: null, reason: 'tfjs-backend-webgpu is not loaded'};
   }
   const adapter = await navigator.gpu.requestAdapter(
       {powerPreference: env().getBool('WEBGPU_USE_LOW_POWER_GPU') ? 'low-power' : 'high-performance'});
-  return adapter == null ? 'navigator.gpu.requestAdapter() found no adapter' : null;
+  return {adapter, reason: adapter == null ? 'navigator.gpu.requestAdapter() found no adapter' : null};
+}
+
+function describeAdapter(adapter: GPUAdapter|null): Record<string, string>|undefined {
+  const info = adapter?.info as unknown as Record<string, unknown>|undefined;
+  if (info == null) return undefined;
+  const out: Record<string, string> = {};
+  for (const key of ['vendor', 'architecture', 'device', 'description']) {
+    if (typeof info[key] === 'string' && info[key] !== '') out[key] = info[key] as string;
+  }
+  return out;
 }
 
 async function createStofBackend(): Promise<StofBackend> {
   const choice = baseChoice();
   let base: BaseName = 'cpu';
+  let adapter: Record<string, string>|undefined;
   if (choice !== 'cpu') {
-    const reason = await webgpuUnavailableReason();
+    const probe = await probeWebGPU();
+    const reason = probe.reason;
+    adapter = describeAdapter(probe.adapter);
     if (reason == null) {
       base = 'webgpu';
     } else if (choice === 'webgpu') {
@@ -73,7 +88,7 @@ async function createStofBackend(): Promise<StofBackend> {
   }
   const instance = await sharedBackend(base);
   mirrorKernelsOf(base);
-  return new StofBackend(instance, base, false);
+  return new StofBackend(instance, base, false, base === 'webgpu' ? adapter : undefined);
 }
 
 export function registerStofBackend(): boolean {

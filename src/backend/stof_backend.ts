@@ -55,7 +55,8 @@ export class StofBackend extends KernelBackend {
    * @param base the base backend instance (shared with the engine's registry when `ownsBase` is false)
    * @param ownsBase whether dispose() must dispose the base too
    */
-  constructor(readonly base: KernelBackend, readonly baseName: BaseName, private readonly ownsBase: boolean) {
+  constructor(readonly base: KernelBackend, readonly baseName: BaseName, private readonly ownsBase: boolean,
+              private readonly adapter?: Record<string, string>) {
     super();
     this.executor = baseName === 'webgpu' ? new WebGPUExecutor(base as WebGPUBase, this.profiler) : new CpuExecutor(base);
   }
@@ -321,14 +322,7 @@ export class StofBackend extends KernelBackend {
 
   info(): StofBackendInfo {
     const info: StofBackendInfo = {base: this.baseName};
-    const adapterInfo = (this.base as unknown as {adapterInfo?: GPUAdapterInfo}).adapterInfo;
-    if (adapterInfo != null) {
-      info.adapter = {};
-      for (const key of ['vendor', 'architecture', 'device', 'description'] as const) {
-        const value = (adapterInfo as unknown as Record<string, unknown>)[key];
-        if (typeof value === 'string' && value !== '') info.adapter[key] = value;
-      }
-    }
+    if (this.adapter != null) info.adapter = {...this.adapter};
     return info;
   }
 

@@ -60,7 +60,21 @@ export interface GemmKernel extends KernelCommon {
 export interface AliasKernel extends KernelCommon {
   template: 'alias';
 }
-export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel;
+/**
+ * Dense attention, one pass: out = softmax_rows(score(Q Kᵀ)) V, with score() any elementwise
+ * prologue over the scores' coordinates (scale, additive or selected mask). Online softmax: the
+ * S×S scores never exist in memory.
+ */
+export interface AttentionKernel extends KernelCommon {
+  template: 'attention';
+  batchShape: number[];
+  Sq: number; Sk: number; D: number; Dv: number;
+  q: AccessMap; k: AccessMap; v: AccessMap;  // over [...batch, Sq, D], [...batch, Sk, D], [...batch, Sk, Dv]
+  qSlot: number; kSlot: number; vSlot: number;
+  score: Expr;                               // over [...batch, Sq, Sk]; 'acc' is q·k
+  out: AccessMap;                            // where (b, i, d) is stored
+}
+export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel|AttentionKernel;
 
 export interface Plan {
   kernels: Kernel[];
@@ -71,6 +85,9 @@ export interface Plan {
  * the output. A kernel that would read more stores some of its operands first.
  */
 export const MAX_INPUTS = 7;
+
+/** Largest head dimension of the fused attention kernel (its rows live in registers). */
+export const MAX_HEAD_DIM = 128;
 
 /** Largest expression (in ops) inlined into every consumer of a value that has several. */
 const INLINE_SHARED_OPS = 16;
@@ -180,7 +197,7 @@ export class Planner {
       this.kernels.push({template: 'alias', inputs: [node.inputs[0]], output: v, ops: [node.kernel]});
       return;
     }
-    const kernel = (isMatmul(node) ? this.gemmKernel(v, node) : null) ?? this.rootKernel(v);
+    const kernel = (isMatmul(node) ? this.attentionKernel(v, node) ?? this.gemmKernel(v, node) : null) ?? this.rootKernel(v);
     this.stored.add(v);
     this.kernels.push(kernel);
   }
@@ -440,6 +457,54 @@ export class Planner {
     return this.gemmOf(mm, v, epilogue, out, ctx);
   }
 
+  /** matMul(softmax(score(matMul(q, k))), v) with nothing in between read elsewhere. */
+  private attentionKernel(out: StofValue, node: LazyNode): AttentionKernel|null {
+    if (node.kernel !== 'BatchMatMul' || node.attrs['transposeA'] || node.attrs['transposeB']) return null;
+    const [p, vv] = node.inputs;
+    if (!p.pending || OPS[p.node!.kernel].kind !== 'softmax' || p.uses !== 1 || p.refs !== 0) return null;
+    const x = p.node!.inputs[0];
+    if (!x.pending || x.uses !== 1 || x.refs !== 0) return null;
+    const sm = isMatmul(x.node!) ? x.node! : this.findMatmul(x);
+    if (sm == null || sm.kernel !== 'BatchMatMul' || sm.attrs['transposeA'] || !sameShape(sm.output.shape, x.shape)) return null;
+    const ctx: Context = {slots: [], ops: new Set([node, p.node!]), gemm: {mm: sm}};
+    let score: Expr;
+    try {
+      score = sm === x.node ? (this.exprOf(x, [], ctx) as Expr) : this.exprOfRoot(x, ctx);
+    } catch {
+      return null;
+    }
+    if (score == null || ctx.gemm!.steps == null || ctx.gemm!.steps.length !== 0) return null;
+    for (const n of ctx.ops) {
+      if (n === node || n === p.node) continue;
+      const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
+      if (n.output.uses > inside || n.output.refs > 0) return null;
+    }
+    const [q, k] = sm.inputs;
+    const tb = sm.attrs['transposeB'] as boolean;
+    const batchShape = out.shape.slice(0, -2);
+    const Sq = x.shape[x.shape.length - 2], Sk = x.shape[x.shape.length - 1];
+    const D = q.shape[q.shape.length - 1], Dv = vv.shape[vv.shape.length - 1];
+    if (D > MAX_HEAD_DIM || Dv > MAX_HEAD_DIM) return null;
+    const operand = (t: StofValue, transposed: boolean, rows: number, cols: number) => {
+      const r = t.shape.length;
+      const perm = [...Array(r).keys()];
+      if (transposed) [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+      const steps: Step[] = transposed ? [{k: 'transpose', perm}] : [];
+      steps.push({k: 'bcast', shape: [...batchShape, rows, cols]});
+      let e = this.exprOf(t, steps, ctx);
+      if (e == null || e.k !== 'in') {
+        this.store(t);
+        e = this.load(t, steps, ctx, true);
+      }
+      return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
+    };
+    // K as [..., Sk, D]: the scores matmul reads k transposed unless transposeB already did.
+    const qm = operand(q, false, Sq, D), km = operand(k, !tb, Sk, D), vm = operand(vv, false, Sk, Dv);
+    if (qm == null || km == null || vm == null || ctx.slots.length > MAX_INPUTS) return null;
+    return {template: 'attention', inputs: ctx.slots, output: out, ops: opNames(ctx), batchShape, Sq, Sk, D, Dv,
+            q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape)};
+  }
+
   private gemmKernel(v: StofValue, node: LazyNode): GemmKernel|null {
     // (A matmul reads at most A, B and a bias: within MAX_INPUTS.)
     const ctx: Context = {slots: [], ops: new Set([node]), gemm: {mm: node, steps: []}};
@@ -487,6 +552,7 @@ export function kernelOps(k: Kernel): number {
     case 'elementwise': return countOps(k.expr);
     case 'row': return countOps(k.expr) + k.stages.reduce((c, s) => c + countOps(s.x), 0);
     case 'gemm': return countOps(k.epilogue);
+    case 'attention': return countOps(k.score);
     case 'alias': return 0;
   }
 }

@@ -152,6 +152,64 @@ describe('fusion engine', () => {
     expect(report.dispatches).toBe(1);
   });
 
+  it('attention: the matmul-softmax-matmul chain is one kernel for every head dim, odd lengths, masks', async () => {
+    const cases: Array<[number, number, number, number, number]> = [  // B, H, Sq, Sk, D
+      [1, 1, 1, 1, 32], [2, 3, 7, 7, 64], [1, 2, 33, 70, 80], [2, 2, 65, 65, 128], [1, 1, 1, 40, 64]];
+    for (const [B, H, Sq, Sk, D] of cases) {
+      const report = await both(() => tf.tidy(() => {
+        const q = randomTensor([B, H, Sq, D], 1), k = randomTensor([B, H, Sk, D], 2), v = randomTensor([B, H, Sk, D], 3);
+        const mask = tf.tensor(seededValues(B * Sk, 4).map(x => (x > -0.6 ? 1 : 0)), [B, Sk]);
+        const bias = tf.reshape(tf.mul(tf.sub(1, mask), -10000), [B, 1, 1, Sk]);
+        return tf.matMul(tf.softmax(tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(D)), bias)), v);
+      }), 1e-4);
+      expect(report.groups.map(g => g.template)).withContext(`${B},${H},${Sq},${Sk},${D}`).toEqual(['attention']);
+    }
+  });
+
+  it('attention: a causal mask by select with -Infinity, and fully masked rows give NaN as the chain does', async () => {
+    const [S, D] = [9, 32];
+    const causal = () => tf.greaterEqual(tf.reshape(tf.range(0, S), [S, 1]), tf.reshape(tf.range(0, S), [1, S]));
+    const chain = (maskRow: boolean) => () => tf.tidy(() => {
+      const q = randomTensor([2, S, D], 5), k = randomTensor([2, S, D], 6), v = randomTensor([2, S, D], 7);
+      let keep = tf.broadcastTo(causal(), [2, S, S]);
+      if (maskRow) keep = tf.logicalAnd(keep, tf.reshape(tf.tensor1d([1, 1, 1, 0, 1, 1, 1, 1, 1], 'bool'), [1, S, 1]));
+      const scores = tf.matMul(q, k, false, true);
+      return tf.matMul(tf.softmax(tf.where(keep, scores, tf.fill([2, S, S], -Infinity))), v);
+    });
+    await both(chain(false), 1e-4);
+    await both(chain(true), 1e-4);  // row 3 has no key: NaN, like tfjs-backend-cpu
+  });
+
+  it('a BERT encoder layer: 9 launches (6 GEMM, 1 attention, 2 LayerNorm rows), equal to tfjs-backend-cpu', async () => {
+    const cfg = {batch: 2, seq: 13, hidden: 32, heads: 4, ffn: 64};
+    const w = (shape: number[], seed: number) => randomTensor(shape, seed);
+    const layer = () => tf.tidy(() => {
+      const [B, S, Hd, nh] = [cfg.batch, cfg.seq, cfg.hidden, cfg.heads];
+      const x = randomTensor([B, S, Hd], 50);
+      const mask = tf.tensor(seededValues(B * S, 51).map(v => (v > -0.5 ? 1 : 0)), [B, S]);
+      const dense = (t: tf.Tensor, i: number, n: number) =>
+          tf.reshape(tf.add(tf.matMul(tf.reshape(t, [B * S, t.shape[2]!]), w([t.shape[2]!, n], i)), w([n], i + 100)), [B, S, n]);
+      const split = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, S, nh, Hd / nh]), [0, 2, 1, 3]);
+      const ln = (t: tf.Tensor, i: number) => {
+        const {mean, variance} = tf.moments(t, -1, true);
+        return tf.add(tf.mul(tf.mul(tf.sub(t, mean), tf.rsqrt(tf.add(variance, 1e-12))), w([Hd], i)), w([Hd], i + 1));
+      };
+      const bias = tf.reshape(tf.mul(tf.sub(1, mask), -10000), [B, 1, 1, S]);
+      const probs = tf.softmax(tf.add(tf.mul(tf.matMul(split(dense(x, 1, Hd)), split(dense(x, 2, Hd)), false, true), 1 / Math.sqrt(Hd / nh)), bias));
+      const ctx = tf.reshape(tf.transpose(tf.matMul(probs, split(dense(x, 3, Hd))), [0, 2, 1, 3]), [B, S, Hd]);
+      const h1 = ln(tf.add(x, dense(ctx, 4, Hd)), 20);
+      const f = dense(h1, 5, cfg.ffn);
+      const g = tf.mul(tf.mul(f, 0.5), tf.add(1, tf.erf(tf.mul(f, Math.SQRT1_2))));
+      return ln(tf.add(h1, dense(g, 6, Hd)), 30);
+    });
+    const report = await both(layer, 1e-4);
+    const count = (t: string) => report.groups.filter(g => g.template === t).length;
+    expect(report.dispatches).toBe(9);
+    expect([count('gemm'), count('attention'), count('row')]).toEqual([6, 1, 2]);
+    expect(report.fallbacks).toEqual([]);
+    expect(Object.keys(report.baseKernels)).toEqual([]);
+  });
+
   it('a second forward of the same graph makes no new plan', async () => {
     const f = () => tf.tidy(() => tf.softmax(tf.mul(randomTensor([4, 9], 1), 3)));
     await tf.setBackend('stof');

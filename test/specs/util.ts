@@ -21,6 +21,7 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   expect(actual.length).toBe(expected.length);
   let worst = 0, worstAt = -1;
   for (let i = 0; i < expected.length; i++) {
+    if (Number.isNaN(expected[i]) && Number.isNaN(actual[i])) continue;  // NaN where the reference has NaN
     const err = Math.abs(actual[i] - expected[i]) / Math.max(1, Math.abs(expected[i]));
     if (!(err <= worst)) { worst = err; worstAt = i; }
   }

@@ -120,6 +120,43 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
       }
       return out;
     }
+    case 'attention': {
+      // The unfused chain, in float64: scores, prologue, softmax (max-subtracted), times V.
+      const {Sq, Sk, D, Dv, batchShape} = k;
+      const rank = batchShape.length + 2;
+      const qOff = offsetFn(k.q), kOff = offsetFn(k.k), vOff = offsetFn(k.v), oOff = offsetFn(k.out);
+      const Q = inputs[k.qSlot], Kx = inputs[k.kSlot], V = inputs[k.vSlot];
+      const score = compile(k.score, env);
+      const batch = sizeOf(batchShape), bStrides = contiguousStrides(batchShape);
+      const c = new Int32Array(rank), s = new Float64Array(Sk);
+      for (let bi = 0; bi < batch; bi++) {
+        for (let d = 0; d < batchShape.length; d++) c[d] = Math.floor(bi / bStrides[d]) % batchShape[d];
+        for (let i = 0; i < Sq; i++) {
+          let mx = -Infinity;
+          for (let j = 0; j < Sk; j++) {
+            let acc = 0;
+            for (let d = 0; d < D; d++) {
+              c[rank - 2] = i; c[rank - 1] = d; const qa = Q[qOff(c)];
+              c[rank - 2] = j; const ka = Kx[kOff(c)];
+              acc += qa * ka;
+            }
+            env.acc = acc;
+            c[rank - 2] = i; c[rank - 1] = j;
+            s[j] = score(c);
+            mx = Number.isNaN(s[j]) || s[j] > mx ? s[j] : mx;
+          }
+          let sum = 0;
+          for (let j = 0; j < Sk; j++) { s[j] = Math.exp(s[j] - mx); sum += s[j]; }
+          for (let e = 0; e < Dv; e++) {
+            let o = 0;
+            for (let j = 0; j < Sk; j++) { c[rank - 2] = j; c[rank - 1] = e; o += s[j] * V[vOff(c)]; }
+            c[rank - 2] = i; c[rank - 1] = e;
+            out[oOff(c)] = o / sum;
+          }
+        }
+      }
+      return out;
+    }
     case 'alias':
       throw new Error('alias kernels share storage; nothing to evaluate');
   }

@@ -3,7 +3,7 @@
 // index arithmetic folds and pipelines are cached by source.
 import {contiguousStrides, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
-import {ElementwiseKernel, GemmKernel, Kernel, RowKernel, ValueInfo} from '../../fusion/planner';
+import {AttentionKernel, ElementwiseKernel, GemmKernel, Kernel, RowKernel, ValueInfo} from '../../fusion/planner';
 
 import {gemmWgsl} from './gemm_wgsl';
 import {ExprEmitter, offsetCode, WGSL_HELPERS} from './wgsl_expr';
@@ -182,11 +182,87 @@ function gemm(k: GemmKernel): Shader {
   return {code, workgroups: spec.workgroups, bindings: [k.aSlot, k.bSlot, ...extras]};
 }
 
+/**
+ * Row-wise flash attention: a workgroup takes 64 query rows of one batch entry, one row per
+ * invocation (q and the output row in registers); K and V stream through workgroup memory in
+ * tiles of Bc keys; softmax is online (running max and sum), so no score matrix is stored.
+ */
+function attention(k: AttentionKernel): Shader {
+  const {batchShape, Sq, Sk, D, Dv} = k;
+  const WG = 64;
+  const Bc = Math.max(1, Math.min(64, Math.floor(4096 / (D + Dv))));  // K and V tiles within 16 KiB
+  const batch = sizeOf(batchShape), qBlocks = Math.ceil(Sq / WG);
+  const [gx] = grid(batch * qBlocks);
+  const bStrides = contiguousStrides(batchShape);
+  const bc = batchShape.map((_, i) => `c${i}`);
+  const bLines = batchShape.map((d, i) => `let c${i} = ${bStrides[i] === 1 ? 'bi' : `(bi / ${bStrides[i]})`} % ${d};`);
+  const em = new ExprEmitter('t', loader(k), [...bc, 'ii', 'j'], undefined, e => (e.k === 'acc' ? 'acc' : null));
+  const sc = em.emit(k.score);
+  const slots = [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])].filter((x, i, a) => a.indexOf(x) === i);
+  const load = loader(k);
+  return {
+    bindings: slots,
+    workgroups: grid(batch * qBlocks),
+    code: `${WGSL_HELPERS}
+${declarations(k, slots)}
+var<workgroup> ks: array<f32, ${Bc * D}>;
+var<workgroup> vs: array<f32, ${Bc * Dv}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let flat = i32(wid.x + wid.y * ${gx}u);
+  if (flat >= ${batch * qBlocks}) { return; }
+  let bi = flat / ${qBlocks};
+  let i = (flat % ${qBlocks}) * ${WG} + i32(lid);
+  let ii = min(i, ${Sq - 1});
+  ${bLines.join('\n  ')}
+  var q: array<f32, ${D}>;
+  for (var d = 0; d < ${D}; d++) { q[d] = ${load(k.qSlot, offsetCode(k.q, [...bc, 'ii', 'd']))}; }
+  var o: array<f32, ${Dv}>;
+  var m = -inf_();
+  var l = 0.0;
+  let ninf = -inf_();
+  for (var j0 = 0; j0 < ${Sk}; j0 += ${Bc}) {
+    for (var t = i32(lid); t < ${Bc * D}; t += ${WG}) {
+      let jt = min(j0 + t / ${D}, ${Sk - 1});
+      let d = t % ${D};
+      ks[t] = ${load(k.kSlot, offsetCode(k.k, [...bc, 'jt', 'd']))};
+    }
+    for (var t = i32(lid); t < ${Bc * Dv}; t += ${WG}) {
+      let jt = min(j0 + t / ${Dv}, ${Sk - 1});
+      let d = t % ${Dv};
+      vs[t] = ${load(k.vSlot, offsetCode(k.v, [...bc, 'jt', 'd']))};
+    }
+    workgroupBarrier();
+    let jn = min(${Bc}, ${Sk} - j0);
+    for (var jj = 0; jj < jn; jj++) {
+      var acc = 0.0;
+      for (var d = 0; d < ${D}; d++) { acc = fma(q[d], ks[jj * ${D} + d], acc); }
+      let j = j0 + jj;
+      ${em.lines.join('\n      ')}
+      let s = ${sc};
+      let mNew = max_(m, s);
+      if (mNew == ninf) { continue; }  // nothing seen yet but -inf: no weight (a row of only -inf ends 0/0 = NaN, as the chain)
+      let scale = exp_(m - mNew);
+      let p = exp_(s - mNew);
+      l = l * scale + p;
+      for (var e = 0; e < ${Dv}; e++) { o[e] = fma(p, vs[jj * ${Dv} + e], o[e] * scale); }
+      m = mNew;
+    }
+    workgroupBarrier();
+  }
+  if (i < ${Sq}) {
+    for (var e = 0; e < ${Dv}; e++) { ${store(k, offsetCode(k.out, [...bc, 'i', 'e']), 'o[e] / l')} }
+  }
+}`,
+  };
+}
+
 export function shaderOf(k: Kernel): Shader {
   switch (k.template) {
     case 'elementwise': return elementwise(k);
     case 'row': return row(k);
     case 'gemm': return gemm(k);
+    case 'attention': return attention(k);
     case 'alias': throw new Error('alias kernels have no shader');
   }
 }
