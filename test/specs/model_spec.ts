@@ -82,7 +82,7 @@ describe('converted graph models (tf.loadGraphModel)', () => {
 
   afterAll(async () => {
     if (root) fs.rmSync(root, {recursive: true, force: true});
-    if (previousBackend != null && tf.findBackend(previousBackend) != null) await tf.setBackend(previousBackend);
+    if (previousBackend != null && tf.findBackendFactory(previousBackend) != null) await tf.setBackend(previousBackend);
   });
 
   const cases: Array<{title: string, model: ModelName, batch: number, seq: number, seed: number}> = [

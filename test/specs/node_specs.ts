@@ -5,3 +5,4 @@ import './backend_spec';
 import './package_spec';
 import './access_spec';
 import './fusion_spec';
+import './model_spec';
