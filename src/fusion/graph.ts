@@ -37,11 +37,15 @@ export class StofValue {
 }
 
 export class LazyNode {
+  /** The node's part of a subgraph signature, made once when it is recorded (flushes are hot). */
+  readonly sig: string;
+
   constructor(
       readonly kernel: string, readonly inputs: StofValue[], readonly attrs: NamedAttrMap,
       readonly output: StofValue) {
     for (const v of inputs) v.uses++;
     output.node = this;
+    this.sig = `${kernel}${JSON.stringify(attrs)}:${output.dtype}[${output.shape}]`;
   }
 }
 
@@ -90,8 +94,7 @@ export function signature(g: Subgraph): string {
   g.nodes.forEach((n, i) => index.set(n.output, `n${i}`));
   const parts: string[] = g.external.map(v => (v.constant != null ? `c${v.constant}` : `${v.dtype}/${v.storage}[${v.shape}]`));
   for (const n of g.nodes) {
-    parts.push(`${n.kernel}(${n.inputs.map(v => index.get(v)).join(',')})${JSON.stringify(n.attrs)}` +
-               `:${n.output.dtype}[${n.output.shape}]`);
+    parts.push(`${n.sig}(${n.inputs.map(v => index.get(v)).join(',')})`);
   }
   parts.push(`->${g.targets.map(t => index.get(t)).join(',')}`);
   return parts.join(';');
