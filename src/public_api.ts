@@ -5,6 +5,8 @@ import {StofBackend, StofBackendInfo} from './backend/stof_backend';
 export {BASE_CHOICES, BaseChoice} from './backend/flags';
 export {STOF_PRIORITY} from './backend/register';
 export {BaseName, StofBackend, StofBackendInfo} from './backend/stof_backend';
+export {attention, AttentionOptions} from './fusion/attention_op';
+export * as masks from './kernels/sparse/masks';
 export {explain, GroupReport, profile, ProfileReport} from './profile';
 export {version} from './version';
 

@@ -3,3 +3,4 @@ import '../../src/index';
 
 import './backend_spec';
 import './fusion_spec';
+import './attention_api_spec';

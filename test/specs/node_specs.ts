@@ -6,3 +6,4 @@ import './package_spec';
 import './access_spec';
 import './fusion_spec';
 import './model_spec';
+import './attention_api_spec';
