@@ -29,6 +29,9 @@ const SUITES = [
   {name: 'core-node-cpu', judge: 'base', exclusionEnv: 'node-cpu', skip: !hasExclusions('node-cpu'),
    node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('cpu')]},
   {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase], env: vk},
+  // The GEMM generator with every register block forced, on Dawn (needs a Vulkan driver).
+  {name: 'gemm-wgsl', script: ['test/kernels/gemm_wgsl_check.mjs', 'build/tsc/src/kernels/webgpu/gemm_wgsl.js'], env: vk,
+   skip: nodeBase !== 'webgpu'},
   {name: 'core-browser-stof', judge: 'stof', exclusionEnv: 'browser-webgpu', karma: true},
   {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},
@@ -41,6 +44,17 @@ function run(suite) {
     Object.assign(env, {KARMA_SUITE: suite.name, CHROME_BIN: env.CHROME_BIN || '/usr/bin/chromium',
                         TMPDIR: path.resolve('tmp/karma')});
     return spawnSync(process.execPath, ['node_modules/karma/bin/karma', 'start', 'karma.conf.js'], {stdio: 'inherit', env});
+  }
+  if (suite.script) {  // a check script: one PASS/FAIL line per case, exit code 1 on a failure
+    const r = spawnSync(process.execPath, suite.script, {env, encoding: 'utf8'});
+    process.stdout.write(r.stdout);
+    process.stderr.write(r.stderr.split('\n').filter(l => !/XDG_RUNTIME_DIR/.test(l)).join('\n'));
+    const lines = r.stdout.split('\n');
+    const failed = lines.filter(l => l.startsWith('FAIL'));
+    fs.writeFileSync(`${RESULTS}/${suite.name}.json`, JSON.stringify({
+      suite: suite.name, passed: lines.filter(l => l.startsWith('PASS')).length, failed: failed.length, skipped: 0,
+      failures: failed.map(l => ({name: l, messages: [l]})), specs: []}));
+    return r;
   }
   return spawnSync(process.execPath, ['test/run_node.mjs', suite.name, ...suite.node], {stdio: 'inherit', env});
 }

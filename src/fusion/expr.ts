@@ -26,23 +26,6 @@ export const unary = (op: UnaryOp, a: Expr): Expr => ({k: 'u', op, a});
 export const binary = (op: BinaryOp, a: Expr, b: Expr): Expr => ({k: 'b', op, a, b});
 export const constant = (v: number): Expr => ({k: 'c', v});
 
-/** Visits every node once per occurrence (trees; shared subtrees are visited again). */
-export function walk(e: Expr, f: (e: Expr) => void) {
-  f(e);
-  switch (e.k) {
-    case 'u': walk(e.a, f); break;
-    case 'b': walk(e.a, f); walk(e.b, f); break;
-    case 'sel': walk(e.c, f); walk(e.a, f); walk(e.b, f); break;
-    default: break;
-  }
-}
-
-export function countOps(e: Expr): number {
-  let n = 0;
-  walk(e, x => { if (x.k === 'u' || x.k === 'b' || x.k === 'sel') n++; });
-  return n;
-}
-
 /** Structural key (for code caches): same key, same generated code. */
 export function exprKey(e: Expr): string {
   switch (e.k) {

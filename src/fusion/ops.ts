@@ -49,7 +49,7 @@ const FLOAT = 'float32';
 const isFloat = (t: InputInfo) => t.dtype === FLOAT;
 
 /** Normalized reduction axes of a Sum/Mean/Max call. */
-export function reductionAxes(kernel: string, attrs: NamedAttrMap, rank: number): number[] {
+function reductionAxes(kernel: string, attrs: NamedAttrMap, rank: number): number[] {
   const axis = (kernel === 'Max' ? attrs['reductionIndices'] : attrs['axis']) as number|number[]|undefined;
   return util.parseAxisParam(axis ?? null as unknown as number[], new Array(rank).fill(1)).sort((a, b) => a - b);
 }

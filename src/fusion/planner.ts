@@ -10,9 +10,9 @@
 import type {DataType} from '@tensorflow/tfjs-core';
 
 import {AccessMap, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
-import {binary, constant, countOps, Expr, Stage, unary} from './expr';
+import {binary, constant, Expr, Stage, unary} from './expr';
 import {LazyNode, StofValue, Subgraph} from './graph';
-import {OPS, reductionAxes} from './ops';
+import {OPS} from './ops';
 
 export type Step = {k: 'bcast', shape: number[]}|{k: 'reshape', shape: number[]}|{k: 'transpose', perm: number[]};
 
@@ -546,19 +546,7 @@ function opNames(ctx: Context): string[] {
   return [...ctx.ops].map(n => n.kernel);
 }
 
-/** Operands of a matmul kernel are slots; their maps sit in the kernel, not in the epilogue. */
-export function kernelOps(k: Kernel): number {
-  switch (k.template) {
-    case 'elementwise': return countOps(k.expr);
-    case 'row': return countOps(k.expr) + k.stages.reduce((c, s) => c + countOps(s.x), 0);
-    case 'gemm': return countOps(k.epilogue);
-    case 'attention': return countOps(k.score);
-    case 'alias': return 0;
-  }
-}
-
 export function planSubgraph(g: Subgraph): Plan {
   return new Planner(g).plan();
 }
 
-export {reductionAxes};

@@ -157,7 +157,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 function gemm(k: GemmKernel): Shader {
   const {batchShape, M, N, K} = k;
-  const nb = batchShape.length;
   const batch = sizeOf(batchShape);
   // Batch coordinates from the flat batch index b.
   const bStrides = contiguousStrides(batchShape);
@@ -178,7 +177,6 @@ function gemm(k: GemmKernel): Shader {
   for (const s of extras) {
     if (intBuffer(k.inputs[s])) code = code.replace(new RegExp(`(var<storage, read> in${s}\\s*:\\s*array<)f32>`), '$1i32>');
   }
-  void nb;
   return {code, workgroups: spec.workgroups, bindings: [k.aSlot, k.bSlot, ...extras]};
 }
 
