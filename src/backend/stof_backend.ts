@@ -159,7 +159,7 @@ export class StofBackend extends KernelBackend {
     this.values.set(dataId, out);
     this.pendingCount++;
     this.profiler.recorded(name);
-    if (this.pendingCount > PENDING_BOUND) this.flush([...this.values.values()].filter(x => x.pending));
+    if (this.pendingCount > PENDING_BOUND) this.flushAllPending();
     return {dataId, shape: inferred.shape, dtype: inferred.dtype};
   }
 
@@ -240,6 +240,11 @@ export class StofBackend extends KernelBackend {
     }
   }
 
+  /** Computes every pending value the app still holds. */
+  private flushAllPending() {
+    this.flush([...this.values.values()].filter(v => v.pending));
+  }
+
   /** Computes the pending ones among these tensors (by data id) in one flush. */
   materialize(dataIds: DataId[]) {
     this.flush(dataIds.map(id => this.values.get(id)).filter((v): v is StofValue => v != null && v.pending));
@@ -314,7 +319,7 @@ export class StofBackend extends KernelBackend {
     // Work recorded inside f runs inside the base's timer: flush what f left pending.
     return this.base.time(() => {
       f();
-      this.flush([...this.values.values()].filter(v => v.pending));
+      this.flushAllPending();
     });
   }
   override floatPrecision(): 16|32 { return this.base.floatPrecision(); }

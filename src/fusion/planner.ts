@@ -215,7 +215,6 @@ export class Planner {
   private exprOf(v: StofValue, steps: Step[], ctx: Context): Expr|null {
     if (this.isStored(v)) return this.load(v, steps, ctx);
     const node = v.node!;
-    const def = OPS[node.kernel];
     if (ctx.gemm && node === ctx.gemm.mm) {
       if (steps.some(s => s.k === 'bcast')) return null;  // the accumulator must map 1:1
       ctx.gemm.steps = steps;
@@ -227,7 +226,7 @@ export class Planner {
       return this.load(v, steps, ctx);
     }
     if (isView(node)) {
-      const step: Step = def.kind === 'reshape' ? {k: 'reshape', shape: v.shape} : {k: 'transpose', perm: node.attrs['perm'] as number[]};
+      const step = viewStep(node);
       const e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
       if (e != null) { ctx.ops.add(node); return e; }
       this.store(v);  // the chain does not compose: store this view contiguously
@@ -391,7 +390,7 @@ export class Planner {
     const node = v.node!;
     let e: Expr|null = null;
     if (isView(node)) {
-      const step: Step = OPS[node.kernel].kind === 'reshape' ? {k: 'reshape', shape: v.shape} : {k: 'transpose', perm: node.attrs['perm'] as number[]};
+      const step = viewStep(node);
       e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
       if (e == null) {  // store the input, then copy through the view
         this.store(node.inputs[0]);
@@ -444,11 +443,7 @@ export class Planner {
     const steps = ctx.gemm!.steps;
     if (steps == null) return null;
     // Every value between the matmul and the root must be read only inside this kernel.
-    for (const n of ctx.ops) {
-      if (n.output === v) continue;
-      const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
-      if (n.output.uses > inside || n.output.refs > 0) return null;
-    }
+    if (!this.readOnlyInside(ctx, n => n.output === v)) return null;
     const inv = inverseSteps(steps, mm.output.shape);
     if (inv == null) return null;
     const epilogue = mapExprLoads(expr, m => applySteps(m, inv));
@@ -474,35 +469,48 @@ export class Planner {
       return null;
     }
     if (score == null || ctx.gemm!.steps == null || ctx.gemm!.steps.length !== 0) return null;
-    for (const n of ctx.ops) {
-      if (n === node || n === p.node) continue;
-      const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
-      if (n.output.uses > inside || n.output.refs > 0) return null;
-    }
+    if (!this.readOnlyInside(ctx, n => n === node || n === p.node)) return null;
     const [q, k] = sm.inputs;
     const tb = sm.attrs['transposeB'] as boolean;
     const batchShape = out.shape.slice(0, -2);
     const Sq = x.shape[x.shape.length - 2], Sk = x.shape[x.shape.length - 1];
     const D = q.shape[q.shape.length - 1], Dv = vv.shape[vv.shape.length - 1];
     if (D > MAX_HEAD_DIM || Dv > MAX_HEAD_DIM) return null;
-    const operand = (t: StofValue, transposed: boolean, rows: number, cols: number) => {
-      const r = t.shape.length;
-      const perm = [...Array(r).keys()];
-      if (transposed) [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-      const steps: Step[] = transposed ? [{k: 'transpose', perm}] : [];
-      steps.push({k: 'bcast', shape: [...batchShape, rows, cols]});
-      let e = this.exprOf(t, steps, ctx);
-      if (e == null || e.k !== 'in') {
-        this.store(t);
-        e = this.load(t, steps, ctx, true);
-      }
-      return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
-    };
     // K as [..., Sk, D]: the scores matmul reads k transposed unless transposeB already did.
-    const qm = operand(q, false, Sq, D), km = operand(k, !tb, Sk, D), vm = operand(vv, false, Sk, Dv);
+    const qm = this.operand(q, false, [...batchShape, Sq, D], ctx), km = this.operand(k, !tb, [...batchShape, Sk, D], ctx);
+    const vm = this.operand(vv, false, [...batchShape, Sk, Dv], ctx);
     if (qm == null || km == null || vm == null || ctx.slots.length > MAX_INPUTS) return null;
     return {template: 'attention', inputs: ctx.slots, output: out, ops: opNames(ctx), batchShape, Sq, Sk, D, Dv,
             q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape)};
+  }
+
+  /**
+   * A matmul operand as a buffer read through a map over `shape` ([...batch, rows, cols]), after
+   * swapping its last two dims if `transposed`. Views of a stored value fold into the map; anything
+   * computed is stored first; a 1x1 constant is still read as a buffer.
+   */
+  private operand(x: StofValue, transposed: boolean, shape: number[], ctx: Context): {slot: number, map: AccessMap}|null {
+    const r = x.shape.length;
+    const perm = [...Array(r).keys()];
+    if (transposed) [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+    const steps: Step[] = transposed ? [{k: 'transpose', perm}] : [];
+    steps.push({k: 'bcast', shape});
+    let e = this.exprOf(x, steps, ctx);
+    if (e == null || e.k !== 'in') {
+      this.store(x);
+      e = this.load(x, steps, ctx, true);
+    }
+    return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
+  }
+
+  /** Whether every value the kernel computes, but `keep`, is read only by the kernel's own nodes. */
+  private readOnlyInside(ctx: Context, keep: (n: LazyNode) => boolean): boolean {
+    for (const n of ctx.ops) {
+      if (keep(n)) continue;
+      const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
+      if (n.output.uses > inside || n.output.refs > 0) return false;
+    }
+    return true;
   }
 
   private gemmKernel(v: StofValue, node: LazyNode): GemmKernel|null {
@@ -521,25 +529,17 @@ export class Planner {
     const ta = mm.attrs['transposeA'] as boolean, tb = mm.attrs['transposeB'] as boolean;
     const K = ta ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
     // A as [...batch, M, K] and B as [...batch, K, N], whatever their storage and transposes.
-    const operand = (x: StofValue, transposed: boolean, rows: number, cols: number): {slot: number, map: AccessMap}|null => {
-      const r = x.shape.length;
-      const perm = [...Array(r).keys()];
-      if (transposed) [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-      const steps: Step[] = transposed ? [{k: 'transpose', perm}] : [];
-      steps.push({k: 'bcast', shape: [...batchShape, rows, cols]});
-      // Views of a stored value fold into the operand's map; anything computed is stored first.
-      let e = this.exprOf(x, steps, ctx);
-      if (e == null || e.k !== 'in') {
-        this.store(x);
-        e = this.load(x, steps, ctx, true);  // a GEMM operand is a buffer, even a 1x1 constant
-      }
-      return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
-    };
-    const am = operand(a, ta, M, K), bm = operand(b, tb, K, N);
+    const am = this.operand(a, ta, [...batchShape, M, K], ctx), bm = this.operand(b, tb, [...batchShape, K, N], ctx);
     if (am == null || bm == null) return null;
     return {template: 'gemm', inputs: ctx.slots, output: v, ops: opNames(ctx), batchShape, M, N, K, a: am.map, b: bm.map,
             aSlot: am.slot, bSlot: bm.slot, epilogue, out};
   }
+}
+
+/** The index step of a Reshape or Transpose node, from its input's domain to its output's. */
+function viewStep(node: LazyNode): Step {
+  return OPS[node.kernel].kind === 'reshape' ? {k: 'reshape', shape: node.output.shape} :
+                                               {k: 'transpose', perm: node.attrs['perm'] as number[]};
 }
 
 function opNames(ctx: Context): string[] {
