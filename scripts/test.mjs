@@ -36,6 +36,7 @@ const SUITES = [
   {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},
   {name: 'umd-browser', karma: true},
+  {name: 'demo-browser', script: ['test/browser/demo_page.mjs']},
 ];
 
 function run(suite) {

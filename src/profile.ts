@@ -23,18 +23,27 @@ function tensorsIn(x: unknown, out: Tensor[] = []): Tensor[] {
   return out;
 }
 
+export interface ProfileOptions {
+  /**
+   * Measure each fused dispatch on the device (timestamp queries; each timed dispatch gets its own
+   * compute pass). Default true; groups get `ms` only where the device has the feature.
+   */
+  timing?: boolean;
+}
+
 /**
- * Runs `fn` and reports what it ran on 'stof': dispatches, fused groups (template and the kernels
- * each fused), and fallbacks. Tensors `fn` returns are computed before the report is made; they are
- * returned as `result` (the caller disposes them).
+ * Runs `fn` and reports what it ran on 'stof': dispatches, fused groups (template, the kernels each
+ * fused, device ms where measurable), and fallbacks. Tensors `fn` returns are computed before the
+ * report is made; they are returned as `result` (the caller disposes them).
  */
-export async function profile<T>(fn: () => T|Promise<T>): Promise<ProfileReport & {result: T}> {
+export async function profile<T>(fn: () => T|Promise<T>, options: ProfileOptions = {}): Promise<ProfileReport & {result: T}> {
   const backend = activeStof();
-  backend.profiler.start();
+  backend.profiler.start(options.timing ?? true);
   let result: T;
   try {
     result = await fn();
     backend.materialize(tensorsIn(result).map(t => t.dataId));
+    await backend.executor.collectTimes?.();
   } catch (e) {
     backend.profiler.stop();
     throw e;
@@ -50,8 +59,13 @@ function describe(k: Kernel, i: number): string {
     case 'elementwise': return `${head}\n    out = ${exprText(k.expr, name)}`;
     case 'row': return `${head}\n` + k.stages.map((st, j) => `    r${j} = ${st.op} over the row of ${exprText(st.x, name)}`).join('\n') +
                        `\n    out = ${exprText(k.expr, name)}${k.scalar ? ' (one per row)' : ''}`;
-    case 'gemm': return `${head}\n    acc = A[${k.batchShape.length ? 'b,' : ''}m,k] * B[${k.batchShape.length ? 'b,' : ''}k,n], M=${k.M} N=${k.N} K=${k.K}` +
-                        (k.batchShape.length ? ` batch=[${k.batchShape}]` : '') + `\n    out = ${exprText(k.epilogue, name)}`;
+    case 'gemm':
+      if (k.group) {
+        return `${head}\n    ${k.group.epilogues.length} GEMMs sharing A, one launch; group g stored at offset g*${k.M * k.N}, M=${k.M} N=${k.N} K=${k.K}\n` +
+               k.group.epilogues.map((e, g) => `    out${g} = ${exprText(e, name)} with acc = A[m,k] * in${k.group!.bSlots[g]}[k,n]`).join('\n');
+      }
+      return `${head}\n    acc = A[${k.batchShape.length ? 'b,' : ''}m,k] * B[${k.batchShape.length ? 'b,' : ''}k,n], M=${k.M} N=${k.N} K=${k.K}` +
+             (k.batchShape.length ? ` batch=[${k.batchShape}]` : '') + `\n    out = ${exprText(k.epilogue, name)}`;
     case 'attention': return `${head}\n    out = softmax_rows(score) V, score = ${exprText(k.score, name)} with acc = q·k;` +
                              ` Sq=${k.Sq} Sk=${k.Sk} D=${k.D}` + (k.batchShape.length ? ` batch=[${k.batchShape}]` : '');
     case 'alias': return `${head}\n    shares the storage of its input`;

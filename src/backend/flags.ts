@@ -31,3 +31,13 @@ if ((ENV as unknown as {flagRegistry: Record<string, unknown>}).flagRegistry['ST
 export function baseChoice(): BaseChoice {
   return ENV.get('STOF_BASE') as BaseChoice;
 }
+
+export const ATTENTION_CHOICES = ['auto', 'rowwise', 'blockwise'] as const;
+export type AttentionChoice = typeof ATTENTION_CHOICES[number];
+
+/** Which masked-attention kernel runs: 'auto' (the analytical model picks), or one forced. */
+registerChoiceFlag('STOF_ATTENTION', ATTENTION_CHOICES, 'auto');
+
+export function attentionChoice(): AttentionChoice {
+  return ENV.get('STOF_ATTENTION') as AttentionChoice;
+}

@@ -29,12 +29,17 @@ export class Profiler {
   /** Dispatches of base programs, counted by the executor's hook on the base. */
   baseDispatch = () => { if (this.report) this.report.dispatches++; };
 
-  start() {
+  /** Whether fused dispatches are timed on the device (profile's `timing` option). */
+  timing = false;
+
+  start(timing = false) {
+    this.timing = timing;
     this.report = {dispatches: 0, groups: [], fallbacks: [], baseKernels: {}, recorded: 0, plansMade: 0};
   }
   stop(): ProfileReport {
     const r = this.report!;
     this.report = null;
+    this.timing = false;
     return r;
   }
   get active() { return this.report != null; }

@@ -13,7 +13,7 @@ import {infer, InputInfo, OPS} from '../fusion/ops';
 import {Kernel, planSubgraph, ValueInfo} from '../fusion/planner';
 import {CpuExecutor} from '../kernels/cpu/executor';
 import {WebGPUBase, WebGPUExecutor} from '../kernels/webgpu/executor';
-import {Profiler} from './profiler';
+import {GroupReport, Profiler} from './profiler';
 
 export type BaseName = 'webgpu' | 'cpu';
 
@@ -26,7 +26,10 @@ export interface StofBackendInfo {
 
 /** Runs planned kernels on the base's storage; returns the base data id of the output. */
 export interface Executor {
-  run(kernel: Kernel, inputs: object[]): object;
+  /** `timed`: the profile group whose device time to measure, when a profile asks for times. */
+  run(kernel: Kernel, inputs: object[], timed?: GroupReport): object;
+  /** Fills `ms` of the timed groups (devices with timestamp queries). */
+  collectTimes?(): Promise<void>;
   /** Launches (dispatches, or CPU passes) the last run made. */
   readonly lastDispatches: number;
 }
@@ -36,7 +39,7 @@ const PENDING_BOUND = 4096;
 
 /** A plan with its values replaced by their index in (external values, node outputs). */
 interface CachedPlan {
-  kernels: Array<{kernel: Kernel, inputs: number[], output: number}>;
+  kernels: Array<{kernel: Kernel, inputs: number[], output: number, siblings: number[]}>;
 }
 
 export class StofBackend extends KernelBackend {
@@ -185,9 +188,11 @@ export class StofBackend extends KernelBackend {
       const info = (v: ValueInfo): ValueInfo => ({shape: v.shape, dtype: v.dtype, storage: v.storage});  // not the values: no graph kept alive
       cached = {
         kernels: plan.kernels.map(kernel => ({
-          kernel: {...kernel, inputs: kernel.inputs.map(info), output: info(kernel.output)} as Kernel,
+          kernel: {...kernel, inputs: kernel.inputs.map(info), output: info(kernel.output),
+                   ...(kernel.template === 'gemm' && kernel.group ? {group: {...kernel.group, siblings: kernel.group.siblings.map(info)}} : {})} as Kernel,
           inputs: kernel.inputs.map(v => index.get(v as StofValue)!),
           output: index.get(kernel.output as StofValue)!,
+          siblings: kernel.template === 'gemm' && kernel.group ? kernel.group.siblings.map(v => index.get(v as StofValue)!) : [],
         })),
       };
       this.plans.set(key, cached);
@@ -195,18 +200,24 @@ export class StofBackend extends KernelBackend {
     }
     // Kernels are the cached ones (their code is compiled once); the values come from this graph.
     this.lastPlan = cached.kernels.map(c => c.kernel);
-    for (const c of cached.kernels) this.execute(c.kernel, c.inputs.map(i => order[i]), order[c.output]);
+    for (const c of cached.kernels) this.execute(c.kernel, c.inputs.map(i => order[i]), order[c.output], c.siblings.map(i => order[i]));
   }
 
-  private execute(k: Kernel, inputs: StofValue[], out: StofValue) {
+  private execute(k: Kernel, inputs: StofValue[], out: StofValue, siblings: StofValue[]) {
     if (k.template === 'alias') {
       this.base.incRef(inputs[0].baseId!);
       out.baseId = inputs[0].baseId;
     } else {
-      out.baseId = this.executor.run(k, inputs.map(v => v.baseId!));
-      this.profiler.kernel(k, this.executor.lastDispatches);
+      const group = this.profiler.kernel(k, this.executor.lastDispatches);
+      out.baseId = this.executor.run(k, inputs.map(v => v.baseId!), this.profiler.timing ? group : undefined);
+    }
+    // A grouped GEMM's other outputs are slices of the same buffer (read at their offsets): each holds a reference.
+    for (const s of siblings) {
+      this.base.incRef(out.baseId!);
+      s.baseId = out.baseId;
     }
     this.completed(out);
+    siblings.forEach(s => this.completed(s));
   }
 
   /** `v` is stored: its node is done; what only it needed can go. */

@@ -9,7 +9,7 @@
 // Values that a matmul reads, and values whose access maps do not compose, are stored first.
 import type {DataType} from '@tensorflow/tfjs-core';
 
-import {AccessMap, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
+import {AccessMap, accessKey, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
 import {binary, constant, Expr, Stage, unary} from './expr';
 import {LazyNode, StofValue, Subgraph} from './graph';
 import {OPS} from './ops';
@@ -55,6 +55,12 @@ export interface GemmKernel extends KernelCommon {
   bSlot: number;
   epilogue: Expr;      // over [...batchShape, M, N]
   out: AccessMap;      // where element (b, m, n) is stored in the output
+  /**
+   * Horizontal fusion: G GEMMs that share A (Q, K and V projections) as one launch. Group g reads
+   * B from bSlots[g] through bMaps[g], applies epilogues[g] and stores at offset g·M·N of one
+   * buffer (group 0 is `output`; `siblings` are the other groups' values, views of that buffer).
+   */
+  group?: {bSlots: number[], bMaps: AccessMap[], epilogues: Expr[], siblings: ValueInfo[]};
 }
 /** A reshape of a stored value: the output shares its storage. */
 export interface AliasKernel extends KernelCommon {
@@ -75,6 +81,11 @@ export interface AttentionKernel extends KernelCommon {
   out: AccessMap;                            // where (b, i, d) is stored
 }
 export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel|AttentionKernel;
+
+/** Shape of the buffer a kernel stores: a grouped GEMM stores its groups one after the other. */
+export function storedShape(k: Kernel): number[] {
+  return k.template === 'gemm' && k.group ? [k.group.epilogues.length, ...k.output.shape] : k.output.shape;
+}
 
 export interface Plan {
   kernels: Kernel[];
@@ -179,7 +190,7 @@ export class Planner {
 
   plan(): Plan {
     for (const t of this.graph.targets) this.store(t);
-    return {kernels: this.kernels};
+    return {kernels: mergeSiblingGemms(this.kernels, this.graph)};
   }
 
   private isStored(v: StofValue) {
@@ -544,6 +555,93 @@ function viewStep(node: LazyNode): Step {
 
 function opNames(ctx: Context): string[] {
   return [...ctx.ops].map(n => n.kernel);
+}
+
+// ---- horizontal GEMM fusion ------------------------------------------------------------------
+
+function mapSlots(e: Expr, f: (slot: number, m: AccessMap) => {slot: number, map: AccessMap}): Expr {
+  switch (e.k) {
+    case 'in': { const r = f(e.slot, e.map); return {k: 'in', slot: r.slot, map: r.map}; }
+    case 'u': return {k: 'u', op: e.op, a: mapSlots(e.a, f)};
+    case 'b': return {k: 'b', op: e.op, a: mapSlots(e.a, f), b: mapSlots(e.b, f)};
+    case 'sel': return {k: 'sel', c: mapSlots(e.c, f), a: mapSlots(e.a, f), b: mapSlots(e.b, f)};
+    default: return e;
+  }
+}
+
+const shifted = (m: AccessMap, delta: number): AccessMap => ({...m, offset: m.offset + delta});
+
+/** `k` with every read of input `slot` moved by `delta` elements (the value now lives inside a larger buffer). */
+function shiftSlot(k: Kernel, slot: number, delta: number): Kernel {
+  const f = (s: number, m: AccessMap) => ({slot: s, map: s === slot ? shifted(m, delta) : m});
+  const sm = (s: number, m: AccessMap) => (s === slot ? shifted(m, delta) : m);
+  switch (k.template) {
+    case 'elementwise': return {...k, expr: mapSlots(k.expr, f)};
+    case 'row': return {...k, expr: mapSlots(k.expr, f), stages: k.stages.map(st => ({op: st.op, x: mapSlots(st.x, f)}))};
+    case 'gemm': return {...k, a: sm(k.aSlot, k.a), b: sm(k.bSlot, k.b), epilogue: mapSlots(k.epilogue, f),
+                         group: k.group && {...k.group, bMaps: k.group.bMaps.map((m, g) => sm(k.group!.bSlots[g], m)),
+                                            epilogues: k.group.epilogues.map(e => mapSlots(e, f))}};
+    case 'attention': return {...k, q: sm(k.qSlot, k.q), k: sm(k.kSlot, k.k), v: sm(k.vSlot, k.v), score: mapSlots(k.score, f)};
+    case 'alias': return k;
+  }
+}
+
+/** Whether `v` is read only by nodes of this subgraph (not the app, not a later flush). */
+function internal(v: StofValue, g: Subgraph): boolean {
+  if (v.refs > 0 || g.targets.includes(v)) return false;
+  const reads = g.nodes.reduce((c, n) => c + n.inputs.filter(i => i === v).length, 0);
+  return reads === v.uses;
+}
+
+/**
+ * Merges GEMMs that read the same A through the same map (Q, K, V of one input) into one grouped
+ * launch: one read of A's tiles feeds G outputs, and G launches become one. Their outputs must be
+ * internal (they become slices of one buffer); inputs of the later ones must exist before the first.
+ */
+function mergeSiblingGemms(kernels: Kernel[], g: Subgraph): Kernel[] {
+  const out = [...kernels];
+  for (let i = 0; i < out.length; i++) {
+    const first = out[i];
+    if (first.template !== 'gemm' || first.group || first.batchShape.length !== 0) continue;
+    const A = first.inputs[first.aSlot], aKey = accessKey(first.a);
+    if (!internal(first.output as StofValue, g)) continue;
+    const members = [i];
+    const slots: ValueInfo[] = [...first.inputs];
+    const slotOf = (v: ValueInfo) => { let s = slots.indexOf(v); if (s < 0) s = slots.push(v) - 1; return s; };
+    for (let j = i + 1; j < out.length; j++) {
+      const k = out[j];
+      if (k.template !== 'gemm' || k.group || k.batchShape.length !== 0 || k.inputs[k.aSlot] !== A ||
+          accessKey(k.a) !== aKey || k.M !== first.M || k.N !== first.N || k.K !== first.K || accessKey(k.out) !== accessKey(first.out) ||
+          !internal(k.output as StofValue, g) || out.some(x => x.template === 'alias' && x.inputs.includes(k.output))) continue;
+      // Its inputs must be stored before `first` runs, and it must not read another member's output.
+      const producedAfter = new Set(out.slice(i, j).map(x => x.output));
+      if (k.inputs.some(v => producedAfter.has(v))) continue;
+      const extra = k.inputs.filter(v => !slots.includes(v)).length;
+      if (slots.length + extra > MAX_INPUTS) break;
+      k.inputs.forEach(slotOf);
+      members.push(j);
+    }
+    if (members.length < 2) continue;
+    const groupKernels = members.map(j => out[j] as GemmKernel);
+    const remap = (k: GemmKernel) => (s: number, m: AccessMap) => ({slot: slotOf(k.inputs[s]), map: m});
+    const size = first.M * first.N;
+    const merged: GemmKernel = {
+      ...first, inputs: slots, ops: groupKernels.flatMap(k => k.ops),
+      group: {bSlots: groupKernels.map(k => slotOf(k.inputs[k.bSlot])), bMaps: groupKernels.map(k => k.b),
+              epilogues: groupKernels.map(k => mapSlots(k.epilogue, remap(k))), siblings: groupKernels.slice(1).map(k => k.output)},
+    };
+    out[i] = merged;
+    for (let j = members.length - 1; j >= 1; j--) out.splice(members[j], 1);
+    // Later kernels read group g at offset g·M·N of the shared buffer.
+    groupKernels.forEach((gk, gi) => {
+      if (gi === 0) return;
+      for (let j = i + 1; j < out.length; j++) {
+        const s = out[j].inputs.indexOf(gk.output);
+        if (s >= 0) out[j] = shiftSlot(out[j], s, gi * size);
+      }
+    });
+  }
+  return out;
 }
 
 export function planSubgraph(g: Subgraph): Plan {

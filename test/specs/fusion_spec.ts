@@ -180,7 +180,7 @@ describe('fusion engine', () => {
     await both(chain(true), 1e-4);  // row 3 has no key: NaN, like tfjs-backend-cpu
   });
 
-  it('a BERT encoder layer: 9 launches (6 GEMM, 1 attention, 2 LayerNorm rows), equal to tfjs-backend-cpu', async () => {
+  it('a BERT encoder layer: 7 launches (Q/K/V as one grouped GEMM, 3 more GEMMs, 1 attention, 2 LayerNorm rows), equal to tfjs-backend-cpu', async () => {
     const cfg = {batch: 2, seq: 13, hidden: 32, heads: 4, ffn: 64};
     const w = (shape: number[], seed: number) => randomTensor(shape, seed);
     const layer = () => tf.tidy(() => {
@@ -204,10 +204,27 @@ describe('fusion engine', () => {
     });
     const report = await both(layer, 1e-4);
     const count = (t: string) => report.groups.filter(g => g.template === t).length;
-    expect(report.dispatches).toBe(9);
-    expect([count('gemm'), count('attention'), count('row')]).toEqual([6, 1, 2]);
+    expect(report.dispatches).toBe(7);
+    expect([count('gemm'), count('attention'), count('row')]).toEqual([4, 1, 2]);
+    expect(report.groups[0].ops.filter(op => op === 'BatchMatMul').length).toBe(3);  // Q, K, V in one launch
     expect(report.fallbacks).toEqual([]);
     expect(Object.keys(report.baseKernels)).toEqual([]);
+  });
+
+  it('profile() gives each fused group its device time (timestamp queries), unless timing is off', async () => {
+    await tf.setBackend('stof');
+    const f = () => tf.tidy(() => tf.softmax(tf.add(tf.matMul(randomTensor([64, 32], 1), randomTensor([32, 48], 2)), 1)));
+    const canTime = (tf.backend() as unknown as {executor: {canTime?: boolean}}).executor.canTime ?? true;  // CPU: the pass itself
+    const timed = await profile(f);
+    timed.result.dispose();
+    expect(timed.groups.length).toBeGreaterThan(0);
+    for (const g of timed.groups) {
+      if (canTime) expect(Number.isFinite(g.ms) && g.ms! >= 0).withContext(`group ${g.template} ms ${g.ms}`).toBe(true);
+      else expect(g.ms).toBeUndefined();
+    }
+    const untimed = await profile(f, {timing: false});
+    untimed.result.dispose();
+    expect(untimed.groups.every(g => g.ms === undefined)).toBe(true);
   });
 
   it('a second forward of the same graph makes no new plan', async () => {

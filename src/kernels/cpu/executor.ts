@@ -4,7 +4,8 @@ import type {BackendValues, DataType, KernelBackend} from '@tensorflow/tfjs-core
 
 import {AccessMap, contiguousStrides, sizeOf} from '../../fusion/access';
 import {evalBinary, evalUnary, Expr} from '../../fusion/expr';
-import {Kernel} from '../../fusion/planner';
+import type {GroupReport} from '../../backend/profiler';
+import {Kernel, storedShape} from '../../fusion/planner';
 
 type Arr = ArrayLike<number>;
 type Fn = (c: Int32Array) => number;
@@ -54,7 +55,7 @@ function outputArray(dtype: DataType, size: number) {
 export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Array {
   const env: Env = {inputs, acc: 0, rv: new Float64Array(k.template === 'row' ? k.stages.length : 0)};
   const shape = k.output.shape;
-  const out = outputArray(k.output.dtype, sizeOf(shape));
+  const out = outputArray(k.output.dtype, sizeOf(storedShape(k)));
   switch (k.template) {
     case 'elementwise': {
       const f = compile(k.expr, env);
@@ -97,27 +98,31 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
     case 'gemm': {
       const {M, N, K, batchShape} = k;
       const rank = batchShape.length + 2;
-      const aOff = offsetFn(k.a), bOff = offsetFn(k.b), oOff = offsetFn(k.out);
-      const A = inputs[k.aSlot], B = inputs[k.bSlot];
-      const epi = compile(k.epilogue, env);
+      const aOff = offsetFn(k.a), oOff = offsetFn(k.out);
+      const A = inputs[k.aSlot];
+      const groups = k.group ? k.group.epilogues.map((e, g) => ({B: inputs[k.group!.bSlots[g]], bOff: offsetFn(k.group!.bMaps[g]), epi: compile(e, env)})) :
+                               [{B: inputs[k.bSlot], bOff: offsetFn(k.b), epi: compile(k.epilogue, env)}];
       const batch = sizeOf(batchShape), bStrides = contiguousStrides(batchShape);
       const ca = new Int32Array(rank), cb = new Int32Array(rank), co = new Int32Array(rank);
-      for (let bi = 0; bi < batch; bi++) {
-        for (let d = 0; d < batchShape.length; d++) ca[d] = cb[d] = co[d] = Math.floor(bi / bStrides[d]) % batchShape[d];
-        for (let m = 0; m < M; m++) {
-          for (let n = 0; n < N; n++) {
-            let acc = 0;
-            ca[rank - 2] = m; cb[rank - 1] = n;
-            for (let kk = 0; kk < K; kk++) {
-              ca[rank - 1] = kk; cb[rank - 2] = kk;
-              acc += A[aOff(ca)] * B[bOff(cb)];
+      groups.forEach(({B, bOff, epi}, g) => {
+        const base = g * sizeOf(shape);
+        for (let bi = 0; bi < batch; bi++) {
+          for (let d = 0; d < batchShape.length; d++) ca[d] = cb[d] = co[d] = Math.floor(bi / bStrides[d]) % batchShape[d];
+          for (let m = 0; m < M; m++) {
+            for (let n = 0; n < N; n++) {
+              let acc = 0;
+              ca[rank - 2] = m; cb[rank - 1] = n;
+              for (let kk = 0; kk < K; kk++) {
+                ca[rank - 1] = kk; cb[rank - 2] = kk;
+                acc += A[aOff(ca)] * B[bOff(cb)];
+              }
+              env.acc = acc;
+              co[rank - 2] = m; co[rank - 1] = n;
+              out[base + oOff(co)] = epi(co);
             }
-            env.acc = acc;
-            co[rank - 2] = m; co[rank - 1] = n;
-            out[oOff(co)] = epi(co);
           }
         }
-      }
+      });
       return out;
     }
     case 'attention': {
@@ -167,9 +172,11 @@ export class CpuExecutor {
   readonly lastDispatches = 1;  // one pass over the data per kernel
   constructor(private readonly base: KernelBackend) {}
 
-  run(k: Kernel, inputIds: object[]): object {
+  run(k: Kernel, inputIds: object[], timed?: GroupReport): object {
+    const start = timed ? performance.now() : 0;
     const inputs = inputIds.map(id => this.base.readSync(id) as unknown as Arr);
     const values = evaluateKernel(k, inputs);
-    return this.base.write(values as BackendValues, k.output.shape, k.output.dtype);
+    if (timed) timed.ms = performance.now() - start;  // the CPU pass, synchronous
+    return this.base.write(values as BackendValues, storedShape(k), k.output.dtype);
   }
 }

@@ -3,9 +3,9 @@
 import {BackendValues, env, KernelBackend} from '@tensorflow/tfjs-core';
 
 import {sizeOf} from '../../fusion/access';
-import {Kernel} from '../../fusion/planner';
+import {Kernel, storedShape} from '../../fusion/planner';
 import {evaluateKernel} from '../cpu/executor';
-import type {Profiler} from '../../backend/profiler';
+import type {GroupReport, Profiler} from '../../backend/profiler';
 import {Shader, shaderOf} from './templates';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend (4.x) that the executor uses. */
@@ -77,16 +77,58 @@ export class WebGPUExecutor {
   /** Launches of the last run: one, on the GPU or (tiny, CPU-resident work) on the CPU. */
   readonly lastDispatches = 1;
 
-  run(k: Kernel, inputs: object[]): object {
+  /** Timestamp queries of the open profile: two per timed dispatch (begin, end of its own pass). */
+  private timing: {querySet: GPUQuerySet, groups: GroupReport[]}|null = null;
+  private static readonly MAX_TIMED = 512;
+
+  /** Whether dispatches can be timed on the device (tfjs-backend-webgpu asks for the feature when the adapter has it). */
+  get canTime(): boolean {
+    return this.base.device.features.has('timestamp-query');
+  }
+
+  private timestampWrites(group: GroupReport): GPUComputePassTimestampWrites|undefined {
+    if (!this.canTime) return undefined;
+    if (this.timing == null) {
+      this.timing = {querySet: this.base.device.createQuerySet({type: 'timestamp', count: 2 * WebGPUExecutor.MAX_TIMED}), groups: []};
+    }
+    const t = this.timing;
+    if (t.groups.length >= WebGPUExecutor.MAX_TIMED) return undefined;
+    const i = t.groups.push(group) - 1;
+    return {querySet: t.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1};
+  }
+
+  /** Fills `ms` of the groups timed since the last call (reads the timestamps back). */
+  async collectTimes(): Promise<void> {
+    const t = this.timing;
+    this.timing = null;
+    if (t == null || t.groups.length === 0) { t?.querySet.destroy(); return; }
+    const base = this.base, device = base.device, bytes = 16 * t.groups.length;
+    const resolved = device.createBuffer({size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC});
+    const read = device.createBuffer({size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
+    base.ensureCommandEncoderReady();
+    base.endComputePassEncoder();
+    base.commandEncoder!.resolveQuerySet(t.querySet, 0, 2 * t.groups.length, resolved, 0);
+    base.commandEncoder!.copyBufferToBuffer(resolved, 0, read, 0, bytes);
+    base.submitQueue();
+    await read.mapAsync(GPUMapMode.READ);
+    const ns = new BigUint64Array(read.getMappedRange().slice(0));
+    read.unmap();
+    t.groups.forEach((g, i) => { g.ms = Number(ns[2 * i + 1] - ns[2 * i]) / 1e6; });
+    [resolved, read].forEach(b => b.destroy());
+    t.querySet.destroy();
+  }
+
+  /** Runs `k`; with `timed` (a profile asked for device times), in its own timestamped pass. */
+  run(k: Kernel, inputs: object[], timed?: GroupReport): object {
     const base = this.base;
     // Like the base (WEBGPU_CPU_FORWARD): tiny work on data still on the CPU stays there.
-    if (env().getBool('WEBGPU_CPU_FORWARD') && sizeOf(k.output.shape) < CPU_FORWARD_SIZE &&
+    if (env().getBool('WEBGPU_CPU_FORWARD') && sizeOf(storedShape(k)) < CPU_FORWARD_SIZE &&
         inputs.every((id, i) => base.tensorMap.get(id).values != null && sizeOf(k.inputs[i].shape) < CPU_FORWARD_SIZE)) {
       const values = evaluateKernel(k, inputs.map(id => base.tensorMap.get(id).values!));
-      return base.write(values as BackendValues, k.output.shape, k.output.dtype);
+      return base.write(values as BackendValues, storedShape(k), k.output.dtype);
     }
     const {shader, pipeline} = this.compile(k);
-    const out = base.makeTensorInfo(k.output.shape, k.output.dtype);
+    const out = base.makeTensorInfo(storedShape(k), k.output.dtype);
     base.uploadToGPU(out.dataId);
     const ids = [out.dataId, ...shader.bindings.map(slot => inputs[slot])];
     const entries: GPUBindGroupEntry[] = ids.map((id, binding) => {
@@ -96,11 +138,21 @@ export class WebGPUExecutor {
     });
     const bindGroup = base.device.createBindGroup({layout: pipeline.getBindGroupLayout(0), entries});
     base.ensureCommandEncoderReady();
-    if (base.computePassEncoder == null) base.computePassEncoder = base.commandEncoder!.beginComputePass({});
-    const pass = base.computePassEncoder;
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(...shader.workgroups);
+    const timestampWrites = timed && this.timestampWrites(timed);
+    if (timestampWrites) {
+      base.endComputePassEncoder();
+      const pass = base.commandEncoder!.beginComputePass({timestampWrites});
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...shader.workgroups);
+      pass.end();
+    } else {
+      if (base.computePassEncoder == null) base.computePassEncoder = base.commandEncoder!.beginComputePass({});
+      const pass = base.computePassEncoder;
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...shader.workgroups);
+    }
     base.dispatchCountInPass++;
     if (base.dispatchCountInPass >= (env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
       base.endComputePassEncoder();

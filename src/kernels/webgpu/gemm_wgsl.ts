@@ -17,6 +17,8 @@ export interface GemmWgslSpec {
   aIndex: string;
   /** Same for B[b, k, n] in buffer `B`; identifiers b, k, n. */
   bIndex: string;
+  /** Optional body of `gemm_loadB(b, k, n) -> f32` replacing `return B[bIndex];` (e.g. B chosen per batch entry among extra inputs). */
+  loadB?: string;
   /** Names of extra read-only f32 storage buffers the epilogue reads (each declared as array<f32>). */
   extraInputs: string[];
   /** WGSL statements that define `let out: f32 = ...;` from `acc: f32` and i32 coords b, m, n; may read extra inputs. */
@@ -292,7 +294,7 @@ export function gemmWgsl(spec: GemmWgslSpec): GemmKernel {
     '}',
     '',
     'fn gemm_loadB(b: i32, k: i32, n: i32) -> f32 {',
-    `  return B[${spec.bIndex}];`,
+    spec.loadB ?? `  return B[${spec.bIndex}];`,
     '}',
     '',
     'fn gemm_store(b: i32, m: i32, n: i32, acc: f32) {',

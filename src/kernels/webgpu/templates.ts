@@ -157,27 +157,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 function gemm(k: GemmKernel): Shader {
   const {batchShape, M, N, K} = k;
-  const batch = sizeOf(batchShape);
+  // A grouped GEMM (no batch dims) runs its groups as the batch: b is the group.
+  const groups = k.group?.epilogues.length ?? 0;
+  const batch = groups || sizeOf(batchShape);
   // Batch coordinates from the flat batch index b.
   const bStrides = contiguousStrides(batchShape);
   const bc = batchShape.map((d, i) => `(${bStrides[i] === 1 ? 'b' : `(b / ${bStrides[i]})`} % ${d})`);
-  const extras = slotsOf([k.epilogue]);
+  const epilogues = k.group?.epilogues ?? [k.epilogue];
+  const bSlots = k.group?.bSlots ?? [k.bSlot];
+  const bMaps = k.group?.bMaps ?? [k.b];
+  const extras = [...bSlots.slice(1), ...slotsOf(epilogues)].filter((s, i, a) => a.indexOf(s) === i);
   const em = new ExprEmitter('e', loader(k), [...bc, 'm', 'n'], undefined, e => (e.k === 'acc' ? 'acc' : null));
-  const value = em.emit(k.epilogue);
+  const perGroup = (body: (g: number) => string) =>
+      groups ? bSlots.map((_, g) => (g < groups - 1 ? `if (b == ${g}) { ${body(g)} } else ` : `{ ${body(g)} }`)).join('') : body(0);
+  const bName = (g: number) => (g === 0 ? 'B' : `in${bSlots[g]}`);
+  let epilogue: string;
+  if (groups) {
+    epilogue = `var r: f32;\n${perGroup(g => {
+      const e = new ExprEmitter(`e${g}_`, loader(k), ['m', 'n'], undefined, x => (x.k === 'acc' ? 'acc' : null));
+      const v = e.emit(epilogues[g]);
+      return `${e.lines.join(' ')} r = ${v};`;
+    })}\nlet out: f32 = r;`;
+  } else {
+    const value = em.emit(k.epilogue);
+    epilogue = `${em.lines.join('\n')}\nlet out: f32 = ${value};`;
+  }
   const spec = gemmWgsl({
     batch, M, N, K,
     aIndex: offsetCode(k.a, [...bc, 'm', 'k']),
     bIndex: offsetCode(k.b, [...bc, 'k', 'n']),
+    loadB: groups ? perGroup(g => `return ${bName(g)}[${offsetCode(bMaps[g], ['k', 'n'])}];`) : undefined,
     extraInputs: extras.map(s => `in${s}`),
-    epilogue: `${em.lines.join('\n')}\nlet out: f32 = ${value};`,
-    outIndex: offsetCode(k.out, [...bc, 'm', 'n']),
+    epilogue,
+    outIndex: offsetCode(k.out, [...bc, 'm', 'n']) + (groups ? ` + b * ${M * N}` : ''),
     helpers: WGSL_HELPERS,
   });
   let code = spec.code;
   for (const s of extras) {
     if (intBuffer(k.inputs[s])) code = code.replace(new RegExp(`(var<storage, read> in${s}\\s*:\\s*array<)f32>`), '$1i32>');
   }
-  return {code, workgroups: spec.workgroups, bindings: [k.aSlot, k.bSlot, ...extras]};
+  return {code, workgroups: spec.workgroups, bindings: [k.aSlot, bSlots[0], ...extras]};
 }
 
 /**
