@@ -32,10 +32,10 @@ export function baseChoice(): BaseChoice {
   return ENV.get('STOF_BASE') as BaseChoice;
 }
 
-export const ATTENTION_CHOICES = ['auto', 'rowwise', 'blockwise'] as const;
+export const ATTENTION_CHOICES = ['auto', 'dense', 'blockwise'] as const;
 export type AttentionChoice = typeof ATTENTION_CHOICES[number];
 
-/** Which masked-attention kernel runs: 'auto' (the analytical model picks), or one forced. */
+/** Masked attention: 'blockwise' skips the mask's empty tiles, 'dense' visits every key tile, 'auto' picks (blockwise when there is a mask). */
 registerChoiceFlag('STOF_ATTENTION', ATTENTION_CHOICES, 'auto');
 
 export function attentionChoice(): AttentionChoice {

@@ -50,6 +50,15 @@ export class Profiler {
   baseKernel(name: string) {
     if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;
   }
+  /** The launch that makes a mask's tile format (once per mask tensor). */
+  maskAnalysis(): GroupReport|undefined {
+    if (!this.report) return undefined;
+    const g: GroupReport = {template: 'mask', ops: ['mask tile format']};
+    this.report.groups.push(g);
+    this.report.dispatches++;
+    return g;
+  }
+
   kernel(k: Kernel, dispatches = 1): GroupReport|undefined {
     if (!this.report) return undefined;
     const g: GroupReport = {template: k.template, ops: k.ops};

@@ -14,6 +14,7 @@ import {Kernel, planSubgraph, ValueInfo} from '../fusion/planner';
 import {CpuExecutor} from '../kernels/cpu/executor';
 import {WebGPUBase, WebGPUExecutor} from '../kernels/webgpu/executor';
 import {GroupReport, Profiler} from './profiler';
+import {attentionChoice} from './flags';
 
 export type BaseName = 'webgpu' | 'cpu';
 
@@ -30,6 +31,8 @@ export interface Executor {
   run(kernel: Kernel, inputs: object[], timed?: GroupReport): object;
   /** Fills `ms` of the timed groups (devices with timestamp queries). */
   collectTimes?(): Promise<void>;
+  /** Frees what the executor holds of its own (the mask tile formats). */
+  dispose?(): void;
   /** Launches (dispatches, or CPU passes) the last run made. */
   readonly lastDispatches: number;
 }
@@ -179,11 +182,12 @@ export class StofBackend extends KernelBackend {
     if (targets.length === 0) return;
     const g = collectSubgraph(targets);
     // Liveness decides what may be inlined, so it is part of the key.
-    const key = signature(g) + '|' + g.nodes.map(n => `${n.output.refs > 0 ? 'L' : ''}${n.output.uses}`).join(',');
+    const options = {attention: attentionChoice()};
+    const key = signature(g) + '|' + g.nodes.map(n => `${n.output.refs > 0 ? 'L' : ''}${n.output.uses}`).join(',') + '|' + options.attention;
     const order = [...g.external, ...g.nodes.map(n => n.output)];
     let cached = this.plans.get(key);
     if (cached == null) {
-      const plan = planSubgraph(g);
+      const plan = planSubgraph(g, options);
       const index = new Map(order.map((v, i) => [v, i]));
       const info = (v: ValueInfo): ValueInfo => ({shape: v.shape, dtype: v.dtype, storage: v.storage});  // not the values: no graph kept alive
       cached = {
@@ -346,6 +350,7 @@ export class StofBackend extends KernelBackend {
     if (this.disposed) return;
     this.disposed = true;
     this.values.clear();
+    this.executor.dispose?.();
     if (this.ownsBase) this.base.dispose();
   }
 }

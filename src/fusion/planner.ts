@@ -13,6 +13,7 @@ import {AccessMap, accessKey, broadcastAccess, contiguous, reshapeAccess, sizeOf
 import {binary, constant, Expr, Stage, unary} from './expr';
 import {LazyNode, StofValue, Subgraph} from './graph';
 import {OPS} from './ops';
+import {MaskSpec, maskSpec} from '../kernels/sparse/mask_format';
 
 export type Step = {k: 'bcast', shape: number[]}|{k: 'reshape', shape: number[]}|{k: 'transpose', perm: number[]};
 
@@ -79,6 +80,10 @@ export interface AttentionKernel extends KernelCommon {
   qSlot: number; kSlot: number; vSlot: number;
   score: Expr;                               // over [...batch, Sq, Sk]; 'acc' is q·k
   out: AccessMap;                            // where (b, i, d) is stored
+  /** Query rows per workgroup and keys per K/V tile. */
+  Br: number; Bc: number;
+  /** Block-sparse: the mask's tile format is made on the device and empty tiles are skipped. */
+  mask: MaskSpec|null;
 }
 export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel|AttentionKernel;
 
@@ -177,7 +182,7 @@ export class Planner {
   private readonly mustStore = new Set<StofValue>();
   readonly kernels: Kernel[] = [];
 
-  constructor(private readonly graph: Subgraph) {
+  constructor(private readonly graph: Subgraph, private readonly options: PlanOptions) {
     // Matmul operands are read through access maps only (no computation in the GEMM's loads).
     for (const n of graph.nodes) {
       if (!isMatmul(n)) continue;
@@ -491,8 +496,11 @@ export class Planner {
     const qm = this.operand(q, false, [...batchShape, Sq, D], ctx), km = this.operand(k, !tb, [...batchShape, Sk, D], ctx);
     const vm = this.operand(vv, false, [...batchShape, Sk, Dv], ctx);
     if (qm == null || km == null || vm == null || ctx.slots.length > MAX_INPUTS) return null;
+    const Br = 64, Bc = Math.max(1, Math.min(64, Math.floor(4096 / (D + Dv))));  // K and V tiles within 16 KiB
+    // The tile format takes one binding: block-sparse needs a free one.
+    const mask = this.options.attention !== 'dense' && ctx.slots.length < MAX_INPUTS ? maskSpec(score, batchShape, Sq, Sk, Br, Bc) : null;
     return {template: 'attention', inputs: ctx.slots, output: out, ops: opNames(ctx), batchShape, Sq, Sk, D, Dv,
-            q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape)};
+            q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape), Br, Bc, mask};
   }
 
   /**
@@ -514,9 +522,23 @@ export class Planner {
     return e && e.k === 'in' ? {slot: e.slot, map: e.map} : null;
   }
 
-  /** Whether every value the kernel computes, but `keep`, is read only by the kernel's own nodes. */
+  /**
+   * Whether every value the kernel computes from the accumulator (the matmul's output and what is
+   * derived from it), but `keep`, is read only by the kernel's own nodes: those values are never
+   * stored. Values that do not depend on the accumulator (a mask shared by every layer) are inlined
+   * and may be read elsewhere too.
+   */
   private readOnlyInside(ctx: Context, keep: (n: LazyNode) => boolean): boolean {
-    for (const n of ctx.ops) {
+    const mm = ctx.gemm!.mm;
+    const derived = new Set<LazyNode>([mm]);
+    let grew = true;
+    while (grew) {
+      grew = false;
+      for (const n of ctx.ops) {
+        if (!derived.has(n) && n.inputs.some(i => i.node != null && derived.has(i.node))) { derived.add(n); grew = true; }
+      }
+    }
+    for (const n of derived) {
       if (keep(n)) continue;
       const inside = [...ctx.ops].reduce((c, m) => c + m.inputs.filter(i => i === n.output).length, 0);
       if (n.output.uses > inside || n.output.refs > 0) return false;
@@ -581,7 +603,8 @@ function shiftSlot(k: Kernel, slot: number, delta: number): Kernel {
     case 'gemm': return {...k, a: sm(k.aSlot, k.a), b: sm(k.bSlot, k.b), epilogue: mapSlots(k.epilogue, f),
                          group: k.group && {...k.group, bMaps: k.group.bMaps.map((m, g) => sm(k.group!.bSlots[g], m)),
                                             epilogues: k.group.epilogues.map(e => mapSlots(e, f))}};
-    case 'attention': return {...k, q: sm(k.qSlot, k.q), k: sm(k.kSlot, k.k), v: sm(k.vSlot, k.v), score: mapSlots(k.score, f)};
+    case 'attention': return {...k, q: sm(k.qSlot, k.q), k: sm(k.kSlot, k.k), v: sm(k.vSlot, k.v), score: mapSlots(k.score, f),
+                              mask: k.mask && {...k.mask, s0: mapSlots(k.mask.s0, f), zero: k.mask.zero && mapSlots(k.mask.zero, f)}};
     case 'alias': return k;
   }
 }
@@ -602,7 +625,7 @@ function mergeSiblingGemms(kernels: Kernel[], g: Subgraph): Kernel[] {
   const out = [...kernels];
   for (let i = 0; i < out.length; i++) {
     const first = out[i];
-    if (first.template !== 'gemm' || first.group || first.batchShape.length !== 0) continue;
+    if (first.template !== 'gemm' || first.group || sizeOf(first.batchShape) !== 1) continue;
     const A = first.inputs[first.aSlot], aKey = accessKey(first.a);
     if (!internal(first.output as StofValue, g)) continue;
     const members = [i];
@@ -610,7 +633,7 @@ function mergeSiblingGemms(kernels: Kernel[], g: Subgraph): Kernel[] {
     const slotOf = (v: ValueInfo) => { let s = slots.indexOf(v); if (s < 0) s = slots.push(v) - 1; return s; };
     for (let j = i + 1; j < out.length; j++) {
       const k = out[j];
-      if (k.template !== 'gemm' || k.group || k.batchShape.length !== 0 || k.inputs[k.aSlot] !== A ||
+      if (k.template !== 'gemm' || k.group || k.batchShape.length !== first.batchShape.length || k.inputs[k.aSlot] !== A ||
           accessKey(k.a) !== aKey || k.M !== first.M || k.N !== first.N || k.K !== first.K || accessKey(k.out) !== accessKey(first.out) ||
           !internal(k.output as StofValue, g) || out.some(x => x.template === 'alias' && x.inputs.includes(k.output))) continue;
       // Its inputs must be stored before `first` runs, and it must not read another member's output.
@@ -644,7 +667,12 @@ function mergeSiblingGemms(kernels: Kernel[], g: Subgraph): Kernel[] {
   return out;
 }
 
-export function planSubgraph(g: Subgraph): Plan {
-  return new Planner(g).plan();
+export interface PlanOptions {
+  /** 'dense': attention visits every key tile; 'blockwise': skips empty tiles of the mask; 'auto': blockwise when there is a mask. */
+  attention: 'auto'|'dense'|'blockwise';
+}
+
+export function planSubgraph(g: Subgraph, options: PlanOptions = {attention: 'auto'}): Plan {
+  return new Planner(g, options).plan();
 }
 

@@ -3,15 +3,16 @@
 import {BackendValues, env, KernelBackend} from '@tensorflow/tfjs-core';
 
 import {sizeOf} from '../../fusion/access';
-import {Kernel, storedShape} from '../../fusion/planner';
+import {AttentionKernel, Kernel, storedShape} from '../../fusion/planner';
+import {formatWords} from '../sparse/mask_format';
 import {evaluateKernel} from '../cpu/executor';
 import type {GroupReport, Profiler} from '../../backend/profiler';
-import {Shader, shaderOf} from './templates';
+import {maskAnalysis, Shader, shaderOf} from './templates';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend (4.x) that the executor uses. */
 export interface WebGPUBase extends KernelBackend {
   device: GPUDevice;
-  tensorMap: {get(dataId: object): {resource?: GPUBuffer|GPUTexture|GPUExternalTexture|null, values?: ArrayLike<number>|null}};
+  tensorMap: {has(dataId: object): boolean, get(dataId: object): {resource?: GPUBuffer|GPUTexture|GPUExternalTexture|null, values?: ArrayLike<number>|null}};
   commandEncoder: GPUCommandEncoder|null;
   computePassEncoder: GPUComputePassEncoder|null;
   commandQueueOwnedIds: WeakSet<object>;
@@ -37,7 +38,7 @@ export class WebGPUExecutor {
   private readonly compiled = new WeakMap<Kernel, Compiled>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
 
-  constructor(private readonly base: WebGPUBase, profiler: Profiler) {
+  constructor(private readonly base: WebGPUBase, private profiler: Profiler) {
     // Count the base's own programs too, so profile() reports every dispatch of a forward. The base
     // instance can outlive a 'stof' backend: hook it once, point the hook at the current profiler.
     const hooked = base as WebGPUBase & {[HOOK]?: {profiler: Profiler}};
@@ -57,16 +58,20 @@ export class WebGPUExecutor {
     let c = this.compiled.get(k);
     if (c != null) return c;
     const shader = shaderOf(k);
-    let pipeline = this.pipelines.get(shader.code);
-    if (pipeline == null) {
-      const device = this.base.device;
-      const module = device.createShaderModule({code: shader.code, label: `stof-${k.template}`});
-      pipeline = device.createComputePipeline({layout: 'auto', compute: {module, entryPoint: 'main'}, label: `stof-${k.template}`});
-      this.pipelines.set(shader.code, pipeline);
-    }
-    c = {shader, pipeline};
+    c = {shader, pipeline: this.pipeline(shader.code, k.template)};
     this.compiled.set(k, c);
     return c;
+  }
+
+  private pipeline(code: string, label: string): GPUComputePipeline {
+    let pipeline = this.pipelines.get(code);
+    if (pipeline == null) {
+      const device = this.base.device;
+      const module = device.createShaderModule({code, label: `stof-${label}`});
+      pipeline = device.createComputePipeline({layout: 'auto', compute: {module, entryPoint: 'main'}, label: `stof-${label}`});
+      this.pipelines.set(code, pipeline);
+    }
+    return pipeline;
   }
 
   /** WGSL of a kernel (for explain() and tests). */
@@ -128,36 +133,125 @@ export class WebGPUExecutor {
       return base.write(values as BackendValues, storedShape(k), k.output.dtype);
     }
     const {shader, pipeline} = this.compile(k);
+    const tiles = k.template === 'attention' && k.mask ? this.tileFormat(k, inputs) : null;
     const out = base.makeTensorInfo(storedShape(k), k.output.dtype);
     base.uploadToGPU(out.dataId);
-    const ids = [out.dataId, ...shader.bindings.map(slot => inputs[slot])];
-    const entries: GPUBindGroupEntry[] = ids.map((id, binding) => {
+    const entries = this.bufferEntries([out.dataId, ...shader.bindings.map(slot => inputs[slot])]);
+    if (tiles) entries.push({binding: shader.tileBinding!, resource: {buffer: tiles}});
+    this.dispatch(pipeline, entries, shader.workgroups, timed);
+    return out.dataId;
+  }
+
+  private bufferEntries(ids: object[]): GPUBindGroupEntry[] {
+    const base = this.base;
+    return ids.map((id, binding) => {
       base.uploadToGPU(id);
       base.commandQueueOwnedIds.add(id);
       return {binding, resource: {buffer: base.tensorMap.get(id).resource as GPUBuffer}};
     });
+  }
+
+  /** Encodes one dispatch in the base's compute pass (or its own timestamped pass). */
+  private dispatch(pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number], timed?: GroupReport) {
+    const base = this.base;
     const bindGroup = base.device.createBindGroup({layout: pipeline.getBindGroupLayout(0), entries});
     base.ensureCommandEncoderReady();
+    this.buryDead();
     const timestampWrites = timed && this.timestampWrites(timed);
+    let pass: GPUComputePassEncoder;
     if (timestampWrites) {
       base.endComputePassEncoder();
-      const pass = base.commandEncoder!.beginComputePass({timestampWrites});
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(...shader.workgroups);
-      pass.end();
+      pass = base.commandEncoder!.beginComputePass({timestampWrites});
     } else {
       if (base.computePassEncoder == null) base.computePassEncoder = base.commandEncoder!.beginComputePass({});
-      const pass = base.computePassEncoder;
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(...shader.workgroups);
+      pass = base.computePassEncoder;
     }
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(...workgroups);
+    if (timestampWrites) pass.end();
     base.dispatchCountInPass++;
     if (base.dispatchCountInPass >= (env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
       base.endComputePassEncoder();
       base.submitQueue();
     }
-    return out.dataId;
+  }
+
+  // ---- the mask's tile format, made once per mask ------------------------------------------------
+
+  /** Tile formats by (analysis code, mask buffers), least recently used first. */
+  private readonly tileFormats = new Map<string, {buffer: GPUBuffer, ids: object[]}>();
+  /** Evicted formats: destroyed once the commands that may use them are submitted. */
+  private evicted: {buffer: GPUBuffer, encoder: GPUCommandEncoder|null}[] = [];
+  private readonly idNumbers = new WeakMap<object, number>();
+  private nextId = 0;
+  private static readonly MAX_FORMATS = 32;
+
+  private idNumber(id: object): number {
+    let n = this.idNumbers.get(id);
+    if (n == null) this.idNumbers.set(id, n = this.nextId++);
+    return n;
+  }
+
+  /** Destroys evicted formats whose encoder has been submitted. */
+  private buryDead() {
+    const current = this.base.commandEncoder;
+    this.evicted = this.evicted.filter(e => {
+      if (e.encoder === current) return true;
+      e.buffer.destroy();
+      return false;
+    });
+  }
+
+  private evict(key: string) {
+    const entry = this.tileFormats.get(key)!;
+    this.tileFormats.delete(key);
+    this.evicted.push({buffer: entry.buffer, encoder: this.base.commandEncoder});
+  }
+
+  /** The tile format of the attention kernel's mask on these inputs: cached, or made now (one dispatch). */
+  private tileFormat(k: AttentionKernel, inputs: object[]): GPUBuffer {
+    const base = this.base;
+    const {shader, pipeline, index} = this.compileAnalysis(k);
+    const ids = shader.bindings.map(slot => inputs[slot]);
+    const key = `${index}|${ids.map(id => this.idNumber(id)).join(',')}`;
+    const hit = this.tileFormats.get(key);
+    if (hit != null) {  // most recently used last
+      this.tileFormats.delete(key);
+      this.tileFormats.set(key, hit);
+      return hit.buffer;
+    }
+    // Formats of masks that no longer exist, and the oldest beyond the bound, go.
+    for (const [kk, e] of this.tileFormats) {
+      if (e.ids.some(id => !base.tensorMap.has(id))) this.evict(kk);
+    }
+    while (this.tileFormats.size >= WebGPUExecutor.MAX_FORMATS) this.evict(this.tileFormats.keys().next().value!);
+    const buffer = base.device.createBuffer({size: 4 * formatWords(k.mask!), usage: GPUBufferUsage.STORAGE, label: 'stof-mask-tiles'});
+    this.tileFormats.set(key, {buffer, ids});
+    const entries = [{binding: 0, resource: {buffer}}, ...this.bufferEntries(ids).map(e => ({...e, binding: e.binding + 1}))];
+    const group = this.profiler.maskAnalysis();
+    this.dispatch(pipeline, entries, shader.workgroups, this.profiler.timing ? group : undefined);
+    return buffer;
+  }
+
+  private readonly analyses = new WeakMap<Kernel, Compiled & {index: number}>();
+  private readonly analysisIndex = new Map<string, number>();
+
+  private compileAnalysis(k: AttentionKernel): Compiled & {index: number} {
+    let c = this.analyses.get(k);
+    if (c != null) return c;
+    const shader = maskAnalysis(k);
+    let index = this.analysisIndex.get(shader.code);
+    if (index == null) this.analysisIndex.set(shader.code, index = this.analysisIndex.size);
+    c = {shader, pipeline: this.pipeline(shader.code, 'mask'), index};
+    this.analyses.set(k, c);
+    return c;
+  }
+
+  /** Destroys the tile formats (the backend is being disposed). */
+  dispose() {
+    for (const key of [...this.tileFormats.keys()]) this.evict(key);
+    this.evicted.forEach(e => e.buffer.destroy());
+    this.evicted = [];
   }
 }

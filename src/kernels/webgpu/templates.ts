@@ -5,6 +5,7 @@ import {contiguousStrides, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
 import {AttentionKernel, ElementwiseKernel, GemmKernel, Kernel, RowKernel, ValueInfo} from '../../fusion/planner';
 
+import {MASKED_AT_OR_BELOW, TILE_EMPTY, TILE_FULL, TILE_PARTIAL} from '../sparse/mask_format';
 import {gemmWgsl} from './gemm_wgsl';
 import {ExprEmitter, offsetCode, WGSL_HELPERS} from './wgsl_expr';
 
@@ -13,6 +14,8 @@ export interface Shader {
   workgroups: [number, number, number];
   /** Slot of each input binding, in binding order after the output (binding 0). */
   bindings: number[];
+  /** Binding of the mask's tile format (block-sparse attention). */
+  tileBinding?: number;
 }
 
 const MAX_GRID = 65535;
@@ -162,7 +165,8 @@ function gemm(k: GemmKernel): Shader {
   const batch = groups || sizeOf(batchShape);
   // Batch coordinates from the flat batch index b.
   const bStrides = contiguousStrides(batchShape);
-  const bc = batchShape.map((d, i) => `(${bStrides[i] === 1 ? 'b' : `(b / ${bStrides[i]})`} % ${d})`);
+  // (Grouped GEMMs have a batch of one: their batch coordinates are 0.)
+  const bc = batchShape.map((d, i) => (groups ? '0' : `(${bStrides[i] === 1 ? 'b' : `(b / ${bStrides[i]})`} % ${d})`));
   const epilogues = k.group?.epilogues ?? [k.epilogue];
   const bSlots = k.group?.bSlots ?? [k.bSlot];
   const bMaps = k.group?.bMaps ?? [k.b];
@@ -174,7 +178,7 @@ function gemm(k: GemmKernel): Shader {
   let epilogue: string;
   if (groups) {
     epilogue = `var r: f32;\n${perGroup(g => {
-      const e = new ExprEmitter(`e${g}_`, loader(k), ['m', 'n'], undefined, x => (x.k === 'acc' ? 'acc' : null));
+      const e = new ExprEmitter(`e${g}_`, loader(k), [...bc, 'm', 'n'], undefined, x => (x.k === 'acc' ? 'acc' : null));
       const v = e.emit(epilogues[g]);
       return `${e.lines.join(' ')} r = ${v};`;
     })}\nlet out: f32 = r;`;
@@ -186,7 +190,7 @@ function gemm(k: GemmKernel): Shader {
     batch, M, N, K,
     aIndex: offsetCode(k.a, [...bc, 'm', 'k']),
     bIndex: offsetCode(k.b, [...bc, 'k', 'n']),
-    loadB: groups ? perGroup(g => `return ${bName(g)}[${offsetCode(bMaps[g], ['k', 'n'])}];`) : undefined,
+    loadB: groups ? perGroup(g => `return ${bName(g)}[${offsetCode(bMaps[g], [...bc, 'k', 'n'])}];`) : undefined,
     extraInputs: extras.map(s => `in${s}`),
     epilogue,
     outIndex: offsetCode(k.out, [...bc, 'm', 'n']) + (groups ? ` + b * ${M * N}` : ''),
@@ -199,29 +203,66 @@ function gemm(k: GemmKernel): Shader {
   return {code, workgroups: spec.workgroups, bindings: [k.aSlot, bSlots[0], ...extras]};
 }
 
+/** WGSL `let` lines of the batch coordinates c0.. from the flat batch index `flat` over `shape`. */
+function batchCoords(shape: number[], flat: string): string[] {
+  const strides = contiguousStrides(shape);
+  return shape.map((d, i) => `let c${i} = ${strides[i] === 1 ? flat : `(${flat} / ${strides[i]})`} % ${d};`);
+}
+
 /**
- * Row-wise flash attention: a workgroup takes 64 query rows of one batch entry, one row per
- * invocation (q and the output row in registers); K and V stream through workgroup memory in
- * tiles of Bc keys; softmax is online (running max and sum), so no score matrix is stored.
+ * Flash attention over tiles: a workgroup takes Br query rows of one batch entry, one row per
+ * invocation (q and the output row in registers); K and V stream through workgroup memory in tiles
+ * of Bc keys; softmax is online (running max and sum), so no score matrix is stored. Block-sparse
+ * (`k.mask`): only the key tiles the mask format lists for this query block are visited, and full
+ * tiles compute the score without the mask term.
  */
 function attention(k: AttentionKernel): Shader {
-  const {batchShape, Sq, Sk, D, Dv} = k;
-  const WG = 64;
-  const Bc = Math.max(1, Math.min(64, Math.floor(4096 / (D + Dv))));  // K and V tiles within 16 KiB
+  const {batchShape, Sq, Sk, D, Dv, Br: WG, Bc, mask} = k;
   const batch = sizeOf(batchShape), qBlocks = Math.ceil(Sq / WG);
   const [gx] = grid(batch * qBlocks);
-  const bStrides = contiguousStrides(batchShape);
   const bc = batchShape.map((_, i) => `c${i}`);
-  const bLines = batchShape.map((d, i) => `let c${i} = ${bStrides[i] === 1 ? 'bi' : `(bi / ${bStrides[i]})`} % ${d};`);
-  const em = new ExprEmitter('t', loader(k), [...bc, 'ii', 'j'], undefined, e => (e.k === 'acc' ? 'acc' : null));
+  const leaf = (e: Expr) => (e.k === 'acc' ? 'acc' : null);
+  const em = new ExprEmitter('t', loader(k), [...bc, 'ii', 'j'], undefined, leaf);
   const sc = em.emit(k.score);
   const slots = [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])].filter((x, i, a) => a.indexOf(x) === i);
   const load = loader(k);
+  let tileLoop: string, scoreLines: string;
+  if (mask) {
+    // Flat mask-batch index: the batch coordinates the mask depends on.
+    const mStrides = contiguousStrides(mask.maskBatch);
+    const mb = mask.maskBatch.map((d, i) => (d > 1 ? `c${i} * ${mStrides[i]}` : '')).filter(x => x).join(' + ') || '0';
+    const fe = new ExprEmitter('f', load, [...bc, 'ii', 'j'], undefined, leaf);
+    const fv = mask.scoreFull ? fe.emit(mask.scoreFull) : null;
+    tileLoop = `let tb = u32((${mb}) * ${mask.nQT} + flat % ${qBlocks}) * ${mask.nKT + 1}u;
+  if (lid == 0u) { tileCount = tiles[tb]; }
+  let nt = workgroupUniformLoad(&tileCount);
+  for (var t = 0u; t < nt; t++) {
+    let entry = tiles[tb + 1u + t];
+    let j0 = i32(entry & 0xffffu) * ${Bc};
+    let full = (entry >> 16u) == ${1}u;`;
+    scoreLines = fv == null ? `${em.lines.join('\n      ')}
+      let s = ${sc};` : `var s: f32;
+      if (full) {
+        ${fe.lines.join('\n        ')}
+        s = ${fv};
+      } else {
+        ${em.lines.join('\n        ')}
+        s = ${sc};
+      }`;
+  } else {
+    tileLoop = `for (var j0 = 0; j0 < ${Sk}; j0 += ${Bc}) {`;
+    scoreLines = `${em.lines.join('\n      ')}
+      let s = ${sc};`;
+  }
+  const tileBinding = slots.length + 1;
   return {
     bindings: slots,
+    tileBinding: mask ? tileBinding : undefined,
     workgroups: grid(batch * qBlocks),
     code: `${WGSL_HELPERS}
 ${declarations(k, slots)}
+${mask ? `@group(0) @binding(${tileBinding}) var<storage, read> tiles: array<u32>;
+var<workgroup> tileCount: u32;` : ''}
 var<workgroup> ks: array<f32, ${Bc * D}>;
 var<workgroup> vs: array<f32, ${Bc * Dv}>;
 @compute @workgroup_size(${WG})
@@ -231,14 +272,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bi = flat / ${qBlocks};
   let i = (flat % ${qBlocks}) * ${WG} + i32(lid);
   let ii = min(i, ${Sq - 1});
-  ${bLines.join('\n  ')}
+  ${batchCoords(batchShape, 'bi').join('\n  ')}
   var q: array<f32, ${D}>;
   for (var d = 0; d < ${D}; d++) { q[d] = ${load(k.qSlot, offsetCode(k.q, [...bc, 'ii', 'd']))}; }
   var o: array<f32, ${Dv}>;
   var m = -inf_();
   var l = 0.0;
   let ninf = -inf_();
-  for (var j0 = 0; j0 < ${Sk}; j0 += ${Bc}) {
+  ${tileLoop}
     for (var t = i32(lid); t < ${Bc * D}; t += ${WG}) {
       let jt = min(j0 + t / ${D}, ${Sk - 1});
       let d = t % ${D};
@@ -255,8 +296,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var acc = 0.0;
       for (var d = 0; d < ${D}; d++) { acc = fma(q[d], ks[jj * ${D} + d], acc); }
       let j = j0 + jj;
-      ${em.lines.join('\n      ')}
-      let s = ${sc};
+      ${scoreLines}
       let mNew = max_(m, s);
       if (mNew == ninf) { continue; }  // nothing seen yet but -inf: no weight (a row of only -inf ends 0/0 = NaN, as the chain)
       let scale = exp_(m - mNew);
@@ -269,6 +309,79 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (i < ${Sq}) {
     for (var e = 0; e < ${Dv}; e++) { ${store(k, offsetCode(k.out, [...bc, 'i', 'e']), 'o[e] / l')} }
+  }
+}`,
+  };
+}
+
+/**
+ * The mask's tile format (../sparse/mask_format.ts), one workgroup per (mask batch entry, query
+ * block): every score element of the block is classified from the mask expression at q·k = 0, tile
+ * by tile; then one invocation lists the non-empty tiles. A block with a query row that keeps no key
+ * lists every tile as partial, so that row is computed as the chain computes it.
+ */
+export function maskAnalysis(k: AttentionKernel): Shader {
+  const m = k.mask!;
+  const {Sq, Sk} = k;
+  const {Br, Bc, nQT, nKT} = m;
+  const mbCount = sizeOf(m.maskBatch), groups = mbCount * nQT;
+  const [gx] = grid(groups);
+  const coords = m.maskBatch.map((_, i) => `c${i}`);
+  const em = new ExprEmitter('a', loader(k), [...coords, 'i', 'j'], undefined);
+  const s0 = em.emit(m.s0);
+  const zero = m.zero ? em.emit(m.zero) : null;
+  const slots = slotsOf(m.zero ? [m.s0, m.zero] : [m.s0]);
+  const words = Math.ceil(Br / 32);
+  return {
+    bindings: slots,
+    workgroups: grid(groups),
+    code: `${WGSL_HELPERS}
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+${declarations(k, slots, false)}
+var<workgroup> kinds: array<u32, ${nKT}>;
+var<workgroup> anyKept: atomic<u32>;
+var<workgroup> notFull: atomic<u32>;
+var<workgroup> rowKept: array<atomic<u32>, ${words}>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let flat = i32(wid.x + wid.y * ${gx}u);
+  if (flat >= ${groups}) { return; }
+  let mb = flat / ${nQT};
+  let qt = flat % ${nQT};
+  ${batchCoords(m.maskBatch, 'mb').join('\n  ')}
+  if (lid < ${words}u) { atomicStore(&rowKept[lid], 0u); }
+  for (var kt = 0; kt < ${nKT}; kt++) {
+    if (lid == 0u) { atomicStore(&anyKept, 0u); atomicStore(&notFull, 0u); }
+    workgroupBarrier();
+    for (var e = i32(lid); e < ${Br * Bc}; e += 256) {
+      let r = e / ${Bc};
+      let i = qt * ${Br} + r;
+      let j = kt * ${Bc} + e % ${Bc};
+      if (i < ${Sq} && j < ${Sk}) {
+        ${em.lines.join('\n        ')}
+        let kept = !(${s0} <= ${MASKED_AT_OR_BELOW}.0);  // NaN is kept
+        if (kept) { atomicOr(&anyKept, 1u); atomicOr(&rowKept[r / 32], 1u << u32(r % 32)); }
+        if (!kept${zero ? ` || ${zero} == 0.0` : ' || true'}) { atomicOr(&notFull, 1u); }
+      }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+      kinds[kt] = select(select(${TILE_PARTIAL}u, ${TILE_FULL}u, atomicLoad(&notFull) == 0u), ${TILE_EMPTY}u, atomicLoad(&anyKept) == 0u);
+    }
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    var dense = false;
+    for (var r = 0; r < ${Br}; r++) {
+      if (qt * ${Br} + r < ${Sq} && (atomicLoad(&rowKept[r / 32]) & (1u << u32(r % 32))) == 0u) { dense = true; }
+    }
+    let base = u32(flat) * ${nKT + 1}u;
+    var n = 0u;
+    for (var kt = 0; kt < ${nKT}; kt++) {
+      let kind = select(kinds[kt], ${TILE_PARTIAL}u, dense);
+      if (kind != ${TILE_EMPTY}u) { out[base + 1u + n] = u32(kt) | (kind << 16u); n++; }
+    }
+    out[base] = n;
   }
 }`,
   };

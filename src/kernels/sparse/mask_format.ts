@@ -1,0 +1,102 @@
+// The unified sparse format of an attention mask (STOF): the scores are cut into Br×Bc tiles and
+// each tile gets a kind — empty (skipped), full (no mask term: the score without mask loads),
+// partial (the element mask applied). Stored BSR-style with a fixed row stride: for each (mask
+// batch entry, query block) r, word r·(nKT+1) is the count n of non-empty key blocks, followed by n
+// words `kt | kind << 16` in increasing kt. Made on the device from the mask's own expression, once
+// per mask tensor (every layer of a forward reads the same mask).
+import {Expr, binary, constant, unary} from '../../fusion/expr';
+
+export const TILE_EMPTY = 0;
+export const TILE_FULL = 1;
+export const TILE_PARTIAL = 2;
+
+/**
+ * A key whose score at q·k = 0 is at or below this (or -Infinity) is masked out: its softmax weight
+ * is exp(score - rowMax), exactly 0 in fp32 unless the row's unmasked logits exceed it by ~900.
+ * A query row with no unmasked key keeps every key (the chain's uniform or NaN row is reproduced).
+ */
+export const MASKED_AT_OR_BELOW = -1000;
+
+export interface MaskSpec {
+  /** Query rows per block (the attention workgroup's rows) and keys per block (its K/V tile). */
+  Br: number;
+  Bc: number;
+  nQT: number;
+  nKT: number;
+  /** For each batch dim of the attention: its size when the mask depends on it, else 1. */
+  maskBatch: number[];
+  /** The score at acc = 0, over [...batch, Sq, Sk]. */
+  s0: Expr;
+  /** Nonzero where the mask term is a no-op, so `scoreFull` equals the score; null: no full tiles. */
+  zero: Expr|null;
+  /** The score without its mask term (reads no buffer). */
+  scoreFull: Expr|null;
+}
+
+function has(e: Expr, k: Expr['k']): boolean {
+  switch (e.k) {
+    case 'u': return has(e.a, k);
+    case 'b': return has(e.a, k) || has(e.b, k);
+    case 'sel': return has(e.c, k) || has(e.a, k) || has(e.b, k);
+    default: return e.k === k;
+  }
+}
+
+/** `e` with acc replaced by `by`. */
+export function substituteAcc(e: Expr, by: Expr): Expr {
+  switch (e.k) {
+    case 'acc': return by;
+    case 'u': return {...e, a: substituteAcc(e.a, by)};
+    case 'b': return {...e, a: substituteAcc(e.a, by), b: substituteAcc(e.b, by)};
+    case 'sel': return {...e, c: substituteAcc(e.c, by), a: substituteAcc(e.a, by), b: substituteAcc(e.b, by)};
+    default: return e;
+  }
+}
+
+/**
+ * Splits score = f(acc, mask term) into the score without the term and the test that the term is a
+ * no-op: `x + M` (M = 0 leaves x exactly) under any chain of scale/shift by constants, and
+ * `select(C, x, y)` (C true gives x). Null when the score has no such single mask term.
+ */
+function splitMaskTerm(e: Expr): {full: Expr, zero: Expr}|null {
+  const isMask = (m: Expr) => !has(m, 'acc') && has(m, 'in');
+  const isConst = (m: Expr) => !has(m, 'acc') && !has(m, 'in');
+  if (e.k === 'b' && e.op === 'add') {
+    if (has(e.a, 'acc') && isMask(e.b)) return {full: e.a, zero: binary('eq', e.b, constant(0))};
+    if (has(e.b, 'acc') && isMask(e.a)) return {full: e.b, zero: binary('eq', e.a, constant(0))};
+  }
+  if (e.k === 'sel' && isMask(e.c) && has(e.a, 'acc') && isConst(e.b)) return {full: e.a, zero: unary('ne0', e.c)};
+  if (e.k === 'b' && ['add', 'sub', 'mul', 'div'].includes(e.op)) {
+    if (has(e.a, 'acc') && isConst(e.b)) { const r = splitMaskTerm(e.a); return r && {full: {...e, a: r.full}, zero: r.zero}; }
+    if (has(e.b, 'acc') && isConst(e.a)) { const r = splitMaskTerm(e.b); return r && {full: {...e, b: r.full}, zero: r.zero}; }
+  }
+  return null;
+}
+
+/** Which of the first `n` domain dims the expression's loads depend on. */
+function dependsOn(e: Expr, n: number, out = new Array<boolean>(n).fill(false)): boolean[] {
+  switch (e.k) {
+    case 'in': e.map.dims.slice(0, n).forEach((terms, d) => { if (terms.length > 0) out[d] = true; }); break;
+    case 'u': dependsOn(e.a, n, out); break;
+    case 'b': dependsOn(e.a, n, out); dependsOn(e.b, n, out); break;
+    case 'sel': dependsOn(e.c, n, out); dependsOn(e.a, n, out); dependsOn(e.b, n, out); break;
+    default: break;
+  }
+  return out;
+}
+
+/** The mask of an attention score expression, or null when the score reads no buffer (no mask). */
+export function maskSpec(score: Expr, batchShape: number[], Sq: number, Sk: number, Br: number, Bc: number): MaskSpec|null {
+  if (!has(score, 'in')) return null;
+  const s0 = substituteAcc(score, constant(0));
+  const dep = dependsOn(s0, batchShape.length);
+  const split = splitMaskTerm(score);
+  const full = split && !has(split.full, 'in') ? split : null;
+  return {Br, Bc, nQT: Math.ceil(Sq / Br), nKT: Math.ceil(Sk / Bc), maskBatch: batchShape.map((d, i) => (dep[i] ? d : 1)),
+          s0, zero: full?.zero ?? null, scoreFull: full?.full ?? null};
+}
+
+/** u32 words of the format for `rows` (mask batch entries × query blocks). */
+export function formatWords(m: MaskSpec): number {
+  return m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * (m.nKT + 1);
+}
