@@ -16,7 +16,8 @@ const outPath = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : 'benc
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * Median ms per call of `f` (returns a tensor): `iters` calls back to back, one readback at the end.
+ * Median ms per call of `f` (returns a tensor): `iters` calls back to back, then the submitted work
+ * drained (no readback: a large output's copy to the host would dominate and is not the op's cost).
  * On 'stof' each result is computed (materialize), as a read would: a lazy result that is disposed
  * unread is never computed, which would time nothing.
  */
@@ -29,11 +30,19 @@ async function time(f, iters, trials) {
     const start = performance.now();
     let t = null;
     for (let i = 0; i < iters; i++) { t?.dispose(); t = compute(f()); }
-    await t.data();
+    await drain();
     samples.push((performance.now() - start) / iters);
     t.dispose();
   }
   return median(samples);
+}
+
+/** Submits what the backend encoded and waits for the GPU to finish it (no readback to time). */
+async function drain() {
+  const b = tf.backend();
+  const base = b instanceof stof.StofBackend ? b.base : b;
+  if (base.commandEncoder != null) { base.endComputePassEncoder(); base.submitQueue(); }
+  await base.device.queue.onSubmittedWorkDone();
 }
 
 function maxRelDiff(a, b) {
@@ -84,22 +93,34 @@ for (const c of cases) {
     const once = c.run(inputs);
     const values = await once.data();
     once.dispose();
+    // Device time of one call (timestamp queries): stof's fused groups from profile(), the peer's
+    // programs from tf.time()'s kernelMs. Medians of 5.
     let dispatches;
-    if (backend === 'stof') {
-      const report = await stof.profile(() => c.run(inputs));
-      dispatches = report.dispatches;
-      report.result.dispose();
+    const gpu = [];
+    for (let i = 0; i < 5; i++) {
+      if (backend === 'stof') {
+        const report = await stof.profile(() => c.run(inputs));
+        dispatches = report.dispatches;
+        report.result.dispose();
+        gpu.push(report.groups.reduce((s, g) => s + (g.ms ?? NaN), 0));
+      } else {
+        const info = await tf.time(() => { c.run(inputs).dispose(); });  // eager: the programs run
+        gpu.push(typeof info.kernelMs === 'number' ? info.kernelMs : NaN);
+      }
     }
     const ms = await time(() => c.run(inputs), quick ? 3 : 20, quick ? 3 : 7);
-    results[backend] = {ms, values, dispatches};
+    results[backend] = {ms, values, dispatches, gpuMs: median(gpu)};
     tf.dispose(Object.values(inputs).flatMap(v => (v instanceof tf.Tensor ? [v] : Object.values(v))));
   }
   const row = {case: c.name, stof_ms: results.stof.ms, peers: {'tfjs-backend-webgpu': results.webgpu.ms},
                speedup: results.webgpu.ms / results.stof.ms, stof_dispatches: results.stof.dispatches,
-               max_rel_diff: maxRelDiff(results.stof.values, results.webgpu.values)};
+               max_rel_diff: maxRelDiff(results.stof.values, results.webgpu.values),
+               gpu_ms: {stof: results.stof.gpuMs, 'tfjs-backend-webgpu': results.webgpu.gpuMs},
+               gpu_speedup: results.webgpu.gpuMs / results.stof.gpuMs};
   rows.push(row);
   console.log(`${c.name.padEnd(44)} stof ${row.stof_ms.toFixed(3)} ms  webgpu ${row.peers['tfjs-backend-webgpu'].toFixed(3)} ms  ` +
-              `x${row.speedup.toFixed(2)}  dispatches ${row.stof_dispatches}  maxrel ${row.max_rel_diff.toExponential(1)}`);
+              `x${row.speedup.toFixed(2)}  gpu ${row.gpu_ms.stof.toFixed(3)} vs ${row.gpu_ms['tfjs-backend-webgpu'].toFixed(3)} ms (x${row.gpu_speedup.toFixed(2)})  ` +
+              `dispatches ${row.stof_dispatches}  maxrel ${row.max_rel_diff.toExponential(1)}`);
 }
 const report = {device: `${info.adapter?.device ?? info.adapter?.vendor ?? 'unknown'} (${info.adapter?.description ?? ''}) via Dawn, webgpu ${JSON.parse(fs.readFileSync('node_modules/webgpu/package.json', 'utf8')).version}`,
                 date: new Date().toISOString(), command: `node scripts/with_vulkan.mjs bench/fusion.mjs ${argv.join(' ')}`.trim(), rows};

@@ -20,7 +20,9 @@ function setUpDawn() {
     return;
   }
   Object.assign(globalThis, dawn.globals);  // GPUBufferUsage, GPUMapMode, GPUShaderStage, ...
-  const gpu = dawn.create([]);
+  // Exact device timestamps for profile(): Dawn rounds them to ~65 µs by default (a browser's
+  // timing-attack guard, which a Node process does not need).
+  const gpu = dawn.create(['disable-dawn-features=timestamp_quantization']);
   // Keep a strong reference: if this object is collected while a device lives, Dawn crashes.
   g.__stofDawnGpu = gpu;
   if (g.navigator == null) {

@@ -1,13 +1,17 @@
 // Counts what 'stof' did while a profile() is open: fused kernels by template, base kernels that
 // ran unfused, and intercepted kernels that could not be recorded (with why). Never silent: a
 // kernel that falls back to the base is listed in `fallbacks`.
-import type {Kernel} from '../fusion/planner';
+import {Kernel, storedShape} from '../fusion/planner';
 
 export interface GroupReport {
   template: string;
   ops: string[];
   /** Device time of the dispatch, where the device has timestamp queries and profiling asked for it. */
   ms?: number;
+  /** The buffer the launch stores (a grouped GEMM stores its groups one after the other). */
+  output?: {shape: number[], dtype: string};
+  /** Attention: 'blockwise' (visits the mask's non-empty tiles) or 'dense' (every key tile). */
+  variant?: 'dense'|'blockwise';
 }
 
 export interface ProfileReport {
@@ -51,17 +55,18 @@ export class Profiler {
     if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;
   }
   /** The launch that makes a mask's tile format (once per mask tensor). */
-  maskAnalysis(): GroupReport|undefined {
+  maskAnalysis(words: number): GroupReport|undefined {
     if (!this.report) return undefined;
-    const g: GroupReport = {template: 'mask', ops: ['mask tile format']};
+    const g: GroupReport = {template: 'mask', ops: ['mask tile format'], output: {shape: [words], dtype: 'uint32'}};
     this.report.groups.push(g);
     this.report.dispatches++;
     return g;
   }
 
-  kernel(k: Kernel, dispatches = 1): GroupReport|undefined {
+  kernel(k: Kernel, dispatches = 1, sparse = true): GroupReport|undefined {
     if (!this.report) return undefined;
-    const g: GroupReport = {template: k.template, ops: k.ops};
+    const g: GroupReport = {template: k.template, ops: k.ops, output: {shape: storedShape(k), dtype: k.output.dtype}};
+    if (k.template === 'attention') g.variant = k.mask && sparse ? 'blockwise' : 'dense';
     this.report.groups.push(g);
     this.report.dispatches += dispatches;
     return g;

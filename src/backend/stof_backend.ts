@@ -35,6 +35,8 @@ export interface Executor {
   dispose?(): void;
   /** Launches (dispatches, or CPU passes) the last run made. */
   readonly lastDispatches: number;
+  /** Whether attention kernels skip the mask's empty tiles here (else they run dense). */
+  readonly sparse: boolean;
 }
 
 /** Pending nodes above which every value the app still holds is computed. */
@@ -212,7 +214,7 @@ export class StofBackend extends KernelBackend {
       this.base.incRef(inputs[0].baseId!);
       out.baseId = inputs[0].baseId;
     } else {
-      const group = this.profiler.kernel(k, this.executor.lastDispatches);
+      const group = this.profiler.kernel(k, this.executor.lastDispatches, this.executor.sparse);
       out.baseId = this.executor.run(k, inputs.map(v => v.baseId!), this.profiler.timing ? group : undefined);
     }
     // A grouped GEMM's other outputs are slices of the same buffer (read at their offsets): each holds a reference.

@@ -38,7 +38,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
   }
   const {mask} = options;
   if (mask != null) {
-    if (mask.dtype !== 'bool' && mask.dtype !== 'float32') throw new Error(`attention: mask must be bool or float32, got ${mask.dtype}`);
+    if (mask.dtype !== 'bool' && mask.dtype !== 'float32') throw new Error(`attention: mask must be bool or float32, got ${mask.dtype} (mask [${mask.shape}], ${shapes})`);
     const scoreShape = [...(batch[0].length >= batch[1].length ? batch[0] : batch[1]), sq, sk];
     if (mask.rank > scoreShape.length || !broadcastable(mask.shape, scoreShape) ||
         mask.shape[mask.rank - 1] !== sk && mask.shape[mask.rank - 1] !== 1) {
@@ -49,8 +49,9 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: Att
   return tf.tidy(() => {
     let scores = tf.mul(tf.matMul(q, k, false, true), scale);
     if (mask != null) {
-      // A boolean mask becomes a bias of its own (small) shape: 0 where visible, -Infinity elsewhere.
-      const bias = mask.dtype === 'bool' ? tf.where(mask, tf.zeros(mask.shape), tf.fill(mask.shape, -Infinity)) : mask;
+      // A boolean mask becomes a bias of its own shape, 0 where visible and -Infinity elsewhere:
+      // log(1) = 0 and log(0) = -Infinity exactly, with ops that are recorded (no constants uploaded).
+      const bias = mask.dtype === 'bool' ? tf.log(tf.cast(mask, 'float32')) : mask;
       scores = tf.add(scores, bias);
     }
     return tf.matMul(tf.softmax(scores), v);

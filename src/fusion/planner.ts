@@ -242,8 +242,7 @@ export class Planner {
       return this.load(v, steps, ctx);
     }
     if (isView(node)) {
-      const step = viewStep(node);
-      const e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
+      const e = this.exprOf(node.inputs[0], [...viewStep(node), ...steps], ctx);
       if (e != null) { ctx.ops.add(node); return e; }
       this.store(v);  // the chain does not compose: store this view contiguously
       return this.load(v, steps, ctx);
@@ -406,11 +405,10 @@ export class Planner {
     const node = v.node!;
     let e: Expr|null = null;
     if (isView(node)) {
-      const step = viewStep(node);
-      e = this.exprOf(node.inputs[0], [step, ...steps], ctx);
+      e = this.exprOf(node.inputs[0], [...viewStep(node), ...steps], ctx);
       if (e == null) {  // store the input, then copy through the view
         this.store(node.inputs[0]);
-        e = this.load(node.inputs[0], [step, ...steps], ctx);
+        e = this.load(node.inputs[0], [...viewStep(node), ...steps], ctx);
       }
     } else if (isElementwise(node)) {
       e = this.elementwise(v, node, steps, ctx);
@@ -496,7 +494,8 @@ export class Planner {
     const qm = this.operand(q, false, [...batchShape, Sq, D], ctx), km = this.operand(k, !tb, [...batchShape, Sk, D], ctx);
     const vm = this.operand(vv, false, [...batchShape, Sk, Dv], ctx);
     if (qm == null || km == null || vm == null || ctx.slots.length > MAX_INPUTS) return null;
-    const Br = 64, Bc = Math.max(1, Math.min(64, Math.floor(4096 / (D + Dv))));  // K and V tiles within 16 KiB
+    // K and V tiles and the tile's scores (one column per query row) within 24 KiB of workgroup memory.
+    const Br = 64, Bc = Math.max(1, Math.min(64, Math.floor(6144 / (D + Dv + Br))));
     // The tile format takes one binding: block-sparse needs a free one.
     const mask = this.options.attention !== 'dense' && ctx.slots.length < MAX_INPUTS ? maskSpec(score, batchShape, Sq, Sk, Br, Bc) : null;
     return {template: 'attention', inputs: ctx.slots, output: out, ops: opNames(ctx), batchShape, Sq, Sk, D, Dv,
@@ -569,10 +568,10 @@ export class Planner {
   }
 }
 
-/** The index step of a Reshape or Transpose node, from its input's domain to its output's. */
-function viewStep(node: LazyNode): Step {
-  return OPS[node.kernel].kind === 'reshape' ? {k: 'reshape', shape: node.output.shape} :
-                                               {k: 'transpose', perm: node.attrs['perm'] as number[]};
+/** The index steps of a Reshape, Identity or Transpose node, from its input's domain to its output's (none for a same-shape reshape). */
+function viewStep(node: LazyNode): Step[] {
+  if (OPS[node.kernel].kind === 'transpose') return [{k: 'transpose', perm: node.attrs['perm'] as number[]}];
+  return sameShape(node.inputs[0].shape, node.output.shape) ? [] : [{k: 'reshape', shape: node.output.shape}];
 }
 
 function opNames(ctx: Context): string[] {

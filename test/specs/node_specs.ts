@@ -7,3 +7,4 @@ import './access_spec';
 import './fusion_spec';
 import './model_spec';
 import './attention_api_spec';
+import './attention_matrix_spec';

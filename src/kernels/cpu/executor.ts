@@ -37,8 +37,10 @@ function compile(e: Expr, env: Env): Fn {
     case 'acc': return () => env.acc;
     case 'rv': return () => env.rv[e.stage];
     case 'c': { const v = e.v; return () => v; }
-    case 'u': { const a = compile(e.a, env); const op = e.op; return c => evalUnary(op, a(c)); }
-    case 'b': { const a = compile(e.a, env), b = compile(e.b, env); const op = e.op; return c => evalBinary(op, a(c), b(c)); }
+    // Each op rounds to float32, as the unfused chain on tfjs-backend-cpu stores every step
+    // (s + -1e9 must give -1e9, so that a fully masked row is uniform there and here).
+    case 'u': { const a = compile(e.a, env); const op = e.op; return c => Math.fround(evalUnary(op, a(c))); }
+    case 'b': { const a = compile(e.a, env), b = compile(e.b, env); const op = e.op; return c => Math.fround(evalBinary(op, a(c), b(c))); }
     case 'sel': { const k = compile(e.c, env), a = compile(e.a, env), b = compile(e.b, env); return c => (k(c) !== 0 ? a(c) : b(c)); }
   }
 }
@@ -116,7 +118,7 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
                 ca[rank - 1] = kk; cb[rank - 2] = kk;
                 acc += A[aOff(ca)] * B[bOff(cb)];
               }
-              env.acc = acc;
+              env.acc = Math.fround(acc);
               co[rank - 2] = m; co[rank - 1] = n;
               out[base + oOff(co)] = epi(co);
             }
@@ -145,7 +147,7 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
               c[rank - 2] = j; const ka = Kx[kOff(c)];
               acc += qa * ka;
             }
-            env.acc = acc;
+            env.acc = Math.fround(acc);
             c[rank - 2] = i; c[rank - 1] = j;
             s[j] = score(c);
             mx = Number.isNaN(s[j]) || s[j] > mx ? s[j] : mx;
@@ -170,6 +172,7 @@ export function evaluateKernel(k: Kernel, inputs: Arr[]): Float32Array|Uint8Arra
 /** Executes kernels on tfjs-backend-cpu's storage. */
 export class CpuExecutor {
   readonly lastDispatches = 1;  // one pass over the data per kernel
+  readonly sparse = false;  // attention in float64 over every key (the reference)
   constructor(private readonly base: KernelBackend) {}
 
   run(k: Kernel, inputIds: object[], timed?: GroupReport): object {

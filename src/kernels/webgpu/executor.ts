@@ -26,6 +26,8 @@ export interface WebGPUBase extends KernelBackend {
 }
 
 const HOOK = Symbol.for('tfjs-backend-stof.dispatchHook');
+/** Output bytes after which the executor submits (so disposed buffers can be reused). */
+const SUBMIT_BYTES = 64 << 20;
 /** tfjs-backend-webgpu's CPU_HANDOFF_SIZE_THRESHOLD. */
 const CPU_FORWARD_SIZE = 128;
 
@@ -81,6 +83,7 @@ export class WebGPUExecutor {
 
   /** Launches of the last run: one, on the GPU or (tiny, CPU-resident work) on the CPU. */
   readonly lastDispatches = 1;
+  readonly sparse = true;
 
   /** Timestamp queries of the open profile: two per timed dispatch (begin, end of its own pass). */
   private timing: {querySet: GPUQuerySet, groups: GroupReport[]}|null = null;
@@ -139,7 +142,26 @@ export class WebGPUExecutor {
     const entries = this.bufferEntries([out.dataId, ...shader.bindings.map(slot => inputs[slot])]);
     if (tiles) entries.push({binding: shader.tileBinding!, resource: {buffer: tiles}});
     this.dispatch(pipeline, entries, shader.workgroups, timed);
+    this.submitIfLarge(4 * sizeOf(storedShape(k)));
     return out.dataId;
+  }
+
+  /** Output bytes allocated since the base's last submit, and the encoder they went into. */
+  private pendingBytes = 0;
+  private pendingEncoder: GPUCommandEncoder|null = null;
+
+  /**
+   * Buffers disposed while their commands are unsubmitted return to the base's pool only at the
+   * next submit; one large launch per forward would otherwise allocate fresh buffers every call.
+   */
+  private submitIfLarge(bytes: number) {
+    const base = this.base;
+    if (base.commandEncoder !== this.pendingEncoder) { this.pendingEncoder = base.commandEncoder; this.pendingBytes = 0; }
+    this.pendingBytes += bytes;
+    if (this.pendingBytes >= SUBMIT_BYTES && base.commandEncoder != null) {
+      base.endComputePassEncoder();
+      base.submitQueue();
+    }
   }
 
   private bufferEntries(ids: object[]): GPUBindGroupEntry[] {
@@ -229,7 +251,7 @@ export class WebGPUExecutor {
     const buffer = base.device.createBuffer({size: 4 * formatWords(k.mask!), usage: GPUBufferUsage.STORAGE, label: 'stof-mask-tiles'});
     this.tileFormats.set(key, {buffer, ids});
     const entries = [{binding: 0, resource: {buffer}}, ...this.bufferEntries(ids).map(e => ({...e, binding: e.binding + 1}))];
-    const group = this.profiler.maskAnalysis();
+    const group = this.profiler.maskAnalysis(formatWords(k.mask!));
     this.dispatch(pipeline, entries, shader.workgroups, this.profiler.timing ? group : undefined);
     return buffer;
   }

@@ -98,7 +98,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 function row(k: RowKernel): Shader {
   const {rowShape, rows, length: L} = k;
   const r = rowShape.length;
-  const wg = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(L))));
+  // About four elements per invocation: fewer threads, fewer barrier steps in the reduction tree.
+  const wg = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, L / 4)))));
   const coords = rowShape.map((_, i) => `c${i}`);
   const lead = coordLines(rowShape.slice(0, -1), 'row', coords);
   const rvName = (s: number) => `rv${s}`;
@@ -255,16 +256,23 @@ function attention(k: AttentionKernel): Shader {
       let s = ${sc};`;
   }
   const tileBinding = slots.length + 1;
+  // Head dims that are multiples of 4 read K and V tiles as vec4 (4 FMAs per shared-memory load).
+  const W = D % 4 === 0 && Dv % 4 === 0 ? 4 : 1;
+  const vt = W === 4 ? 'vec4<f32>' : 'f32', zero = W === 4 ? 'vec4<f32>(0.0)' : '0.0';
+  const lanes = (f: (c: string) => string) => (W === 4 ? `${vt}(${['0', '1', '2', '3'].map(c => f(c)).join(', ')})` : f('0'));
+  const Dw = D / W, Dvw = Dv / W;
   return {
     bindings: slots,
     tileBinding: mask ? tileBinding : undefined,
     workgroups: grid(batch * qBlocks),
     code: `${WGSL_HELPERS}
 ${declarations(k, slots)}
-${mask ? `@group(0) @binding(${tileBinding}) var<storage, read> tiles: array<u32>;
-var<workgroup> tileCount: u32;` : ''}
-var<workgroup> ks: array<f32, ${Bc * D}>;
-var<workgroup> vs: array<f32, ${Bc * Dv}>;
+${mask ? `@group(0) @binding(${tileBinding}) var<storage, read> tiles: array<u32>;\nvar<workgroup> tileCount: u32;` : ''}
+var<workgroup> ks: array<${vt}, ${Bc * Dw}>;
+var<workgroup> vs: array<${vt}, ${Bc * Dvw}>;
+// This tile's scores, one column per invocation: a private array indexed by a loop variable
+// would live in local memory on some drivers.
+var<workgroup> scs: array<f32, ${Bc * WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let flat = i32(wid.x + wid.y * ${gx}u);
@@ -273,42 +281,62 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let i = (flat % ${qBlocks}) * ${WG} + i32(lid);
   let ii = min(i, ${Sq - 1});
   ${batchCoords(batchShape, 'bi').join('\n  ')}
-  var q: array<f32, ${D}>;
-  for (var d = 0; d < ${D}; d++) { q[d] = ${load(k.qSlot, offsetCode(k.q, [...bc, 'ii', 'd']))}; }
-  var o: array<f32, ${Dv}>;
+  var q: array<${vt}, ${Dw}>;
+  for (var dw = 0; dw < ${Dw}; dw++) { q[dw] = ${lanes(c => load(k.qSlot, offsetCode(k.q, [...bc, 'ii', `(dw * ${W} + ${c})`])))}; }
+  var o: array<${vt}, ${Dvw}>;
+  for (var e = 0; e < ${Dvw}; e++) { o[e] = ${zero}; }
   var m = -inf_();
   var l = 0.0;
   let ninf = -inf_();
   ${tileLoop}
-    for (var t = i32(lid); t < ${Bc * D}; t += ${WG}) {
-      let jt = min(j0 + t / ${D}, ${Sk - 1});
-      let d = t % ${D};
-      ks[t] = ${load(k.kSlot, offsetCode(k.k, [...bc, 'jt', 'd']))};
+    for (var t = i32(lid); t < ${Bc * Dw}; t += ${WG}) {
+      let jt = min(j0 + t / ${Dw}, ${Sk - 1});
+      let dw = t % ${Dw};
+      ks[t] = ${lanes(c => load(k.kSlot, offsetCode(k.k, [...bc, 'jt', `(dw * ${W} + ${c})`])))};
     }
-    for (var t = i32(lid); t < ${Bc * Dv}; t += ${WG}) {
-      let jt = min(j0 + t / ${Dv}, ${Sk - 1});
-      let d = t % ${Dv};
-      vs[t] = ${load(k.vSlot, offsetCode(k.v, [...bc, 'jt', 'd']))};
+    for (var t = i32(lid); t < ${Bc * Dvw}; t += ${WG}) {
+      let jt = min(j0 + t / ${Dvw}, ${Sk - 1});
+      let dw = t % ${Dvw};
+      vs[t] = ${lanes(c => load(k.vSlot, offsetCode(k.v, [...bc, 'jt', `(dw * ${W} + ${c})`])))};
     }
     workgroupBarrier();
     let jn = min(${Bc}, ${Sk} - j0);
-    for (var jj = 0; jj < jn; jj++) {
-      var acc = 0.0;
-      for (var d = 0; d < ${D}; d++) { acc = fma(q[d], ks[jj * ${D} + d], acc); }
-      let j = j0 + jj;
-      ${scoreLines}
-      let mNew = max_(m, s);
-      if (mNew == ninf) { continue; }  // nothing seen yet but -inf: no weight (a row of only -inf ends 0/0 = NaN, as the chain)
-      let scale = exp_(m - mNew);
-      let p = exp_(s - mNew);
-      l = l * scale + p;
-      for (var e = 0; e < ${Dv}; e++) { o[e] = fma(p, vs[jj * ${Dv} + e], o[e] * scale); }
-      m = mNew;
+    // Scores of the tile, then one rescale of the running sum and output per tile (not per key).
+    // Four keys at a time with lane-wise accumulators: 16 independent FMA chains, not one long one.
+    var tmax = m;
+    for (var jj = 0; jj < jn; jj += 4) {
+      var a4: array<${vt}, 4>;
+      for (var u = 0; u < 4; u++) { a4[u] = ${zero}; }
+      for (var dw = 0; dw < ${Dw}; dw++) {
+        let qq = q[dw];
+        for (var u = 0; u < 4; u++) { a4[u] = fma(qq, ks[min(jj + u, ${Bc - 1}) * ${Dw} + dw], a4[u]); }
+      }
+      for (var u = 0; u < 4; u++) {
+        if (jj + u < jn) {
+          let acc = ${W === 4 ? 'a4[u].x + a4[u].y + a4[u].z + a4[u].w' : 'a4[u]'};
+          let j = j0 + jj + u;
+          ${scoreLines}
+          scs[(jj + u) * ${WG} + i32(lid)] = s;
+          tmax = max_(tmax, s);
+        }
+      }
+    }
+    // Only -inf so far: no weight yet (a row of only -inf ends 0/0 = NaN, as the chain gives).
+    if (tmax != ninf) {
+      let alpha = exp_(m - tmax);
+      l = l * alpha;
+      for (var e = 0; e < ${Dvw}; e++) { o[e] = o[e] * alpha; }
+      for (var jj = 0; jj < jn; jj++) {
+        let p = exp_(scs[jj * ${WG} + i32(lid)] - tmax);
+        l = l + p;
+        for (var e = 0; e < ${Dvw}; e++) { o[e] = fma(${W === 4 ? 'vec4<f32>(p)' : 'p'}, vs[jj * ${Dvw} + e], o[e]); }
+      }
+      m = tmax;
     }
     workgroupBarrier();
   }
   if (i < ${Sq}) {
-    for (var e = 0; e < ${Dv}; e++) { ${store(k, offsetCode(k.out, [...bc, 'i', 'e']), 'o[e] / l')} }
+    for (var e = 0; e < ${Dv}; e++) { ${store(k, offsetCode(k.out, [...bc, 'i', 'e']), `o[e / ${W}]${W === 4 ? '[e % 4]' : ''} / l`)} }
   }
 }`,
   };

@@ -53,7 +53,7 @@ fn relu_(v: f32) -> f32 { return select(v, 0.0, v < 0.0); }  // NaN < 0 is false
 fn relu6_(v: f32) -> f32 { return select(min(v, 6.0), 0.0, v < 0.0); }
 fn elu_(v: f32) -> f32 { return select(exp(v) - 1.0, v, v >= 0.0); }
 // Drivers differ on NaN inputs to builtins (SwiftShader's log(NaN) is 89): NaN in, NaN out.
-fn log_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return log(v); }
+fn log_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } if (v == 0.0) { return -inf_(); } return log(v); }  // log(0) is not -inf everywhere
 fn sqrt_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return sqrt(v); }
 fn rsqrt_(v: f32) -> f32 { if (v < 0.0 || isnan_(v)) { return nan_(); } return inverseSqrt(v); }
 fn exp_(v: f32) -> f32 { if (isnan_(v)) { return v; } return exp(v); }
