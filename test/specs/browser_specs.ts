@@ -4,3 +4,5 @@ import '../../src/index';
 import './backend_spec';
 import './fusion_spec';
 import './attention_api_spec';
+import './search_spec';
+import './search_browser_spec';

@@ -1,5 +1,6 @@
 // Node only: converted graph models, in the format tensorflowjs_converter writes for Hugging Face's TF
-// BERT and GPT-2 (test/fixtures/make_fixtures.mjs, seeded weights), loaded with tf.loadGraphModel as
+// BERT and GPT-2, and a BERT-like long encoder whose padding mask is combined in-graph with a
+// sliding-window + global-token mask (test/fixtures/make_fixtures.mjs, seeded weights), loaded with tf.loadGraphModel as
 // a user's model is. On 'cpu' the last hidden state must match a float64 reference of the model
 // (test/fixtures/reference.mjs); on 'stof', when registered, it must match 'cpu'.
 import * as fs from 'node:fs';
@@ -10,13 +11,14 @@ import {pathToFileURL} from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
 
-type ModelName = 'bert'|'gpt2';
+type ModelName = 'bert'|'gpt2'|'long';
 interface FixtureConfig {model: ModelName, vocab: number, hidden: number}
 interface Fixture {modelJson: unknown, weightData: ArrayBuffer, config: FixtureConfig}
 interface Inputs {inputIds: Int32Array, attentionMask: Int32Array, tokenTypeIds?: Int32Array}
 interface MakeFixturesModule {
   makeBert(config?: object): Fixture;
   makeGpt2(config?: object): Fixture;
+  makeLongEncoder(config?: object): Fixture;
   writeFixture(dir: string, fixture: Fixture): string;
   makeRng(seed: number): {uniform(): number};
 }
@@ -26,6 +28,7 @@ interface LoadFixtureModule {
 interface ReferenceModule {
   bertReference(fixture: Fixture, inputs: Inputs, batch: number, seq: number): Float64Array;
   gpt2Reference(fixture: Fixture, inputs: Inputs, batch: number, seq: number): Float64Array;
+  longEncoderReference(fixture: Fixture, inputs: Inputs, batch: number, seq: number): Float64Array;
 }
 
 const RTOL = 1e-4;
@@ -64,7 +67,7 @@ function makeInputs(make: MakeFixturesModule, config: FixtureConfig, batch: numb
       tokenTypeIds[b * seq + s] = s >= secondSegment ? 1 : 0;
     }
   });
-  return config.model === 'bert' ? {inputIds, attentionMask, tokenTypeIds} : {inputIds, attentionMask};
+  return config.model === 'gpt2' ? {inputIds, attentionMask} : {inputIds, attentionMask, tokenTypeIds};
 }
 
 describe('converted graph models (tf.loadGraphModel)', () => {
@@ -88,6 +91,8 @@ describe('converted graph models (tf.loadGraphModel)', () => {
   const cases: Array<{title: string, model: ModelName, batch: number, seq: number, seed: number}> = [
     {title: 'BERT (tiny, padding mask)', model: 'bert', batch: 2, seq: 13, seed: 11},
     {title: 'GPT-2 (tiny, causal + padding mask)', model: 'gpt2', batch: 2, seq: 11, seed: 12},
+    // window 4 each side, 2 global tokens: most of the 40x40 scores are masked
+    {title: 'long encoder (tiny, sliding window + global tokens + padding mask)', model: 'long', batch: 2, seq: 40, seed: 13},
   ];
 
   for (const c of cases) {
@@ -96,7 +101,7 @@ describe('converted graph models (tf.loadGraphModel)', () => {
       let onCpu: Float32Array|null = null;
 
       beforeAll(() => {
-        fixture = c.model === 'bert' ? make.makeBert() : make.makeGpt2();
+        fixture = c.model === 'bert' ? make.makeBert() : c.model === 'gpt2' ? make.makeGpt2() : make.makeLongEncoder();
         dir = make.writeFixture(path.join(root, c.model), fixture);
         inputs = makeInputs(make, fixture.config, c.batch, c.seq, c.seed);
       });
@@ -125,7 +130,8 @@ describe('converted graph models (tf.loadGraphModel)', () => {
 
       it("on 'cpu' matches the float64 reference", async () => {
         const expected = c.model === 'bert' ? ref.bertReference(fixture, inputs, c.batch, c.seq) :
-                                              ref.gpt2Reference(fixture, inputs, c.batch, c.seq);
+                         c.model === 'gpt2' ? ref.gpt2Reference(fixture, inputs, c.batch, c.seq) :
+                                              ref.longEncoderReference(fixture, inputs, c.batch, c.seq);
         onCpu = await run('cpu');
         const {err, at} = worstError(onCpu, expected);
         expect(err).withContext(`worst at ${at}: ${onCpu[at]} vs ${expected[at]}`).toBeLessThanOrEqual(RTOL);

@@ -8,3 +8,4 @@ import './fusion_spec';
 import './model_spec';
 import './attention_api_spec';
 import './attention_matrix_spec';
+import './search_spec';

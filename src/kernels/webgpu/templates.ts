@@ -237,8 +237,11 @@ function attention(k: AttentionKernel): Shader {
     tileLoop = `let tb = u32((${mb}) * ${mask.nQT} + flat % ${qBlocks}) * ${mask.nKT + 1}u;
   if (lid == 0u) { tileCount = tiles[tb]; }
   let nt = workgroupUniformLoad(&tileCount);
+  // The block's tile list into workgroup memory: no dependent global load at each tile.
+  for (var t = lid; t < nt; t += ${WG}u) { tileList[t] = tiles[tb + 1u + t]; }
+  workgroupBarrier();
   for (var t = 0u; t < nt; t++) {
-    let entry = tiles[tb + 1u + t];
+    let entry = tileList[t];
     let j0 = i32(entry & 0xffffu) * ${Bc};
     let full = (entry >> 16u) == ${1}u;`;
     scoreLines = fv == null ? `${em.lines.join('\n      ')}
@@ -267,7 +270,7 @@ function attention(k: AttentionKernel): Shader {
     workgroups: grid(batch * qBlocks),
     code: `${WGSL_HELPERS}
 ${declarations(k, slots)}
-${mask ? `@group(0) @binding(${tileBinding}) var<storage, read> tiles: array<u32>;\nvar<workgroup> tileCount: u32;` : ''}
+${mask ? `@group(0) @binding(${tileBinding}) var<storage, read> tiles: array<u32>;\nvar<workgroup> tileCount: u32;\nvar<workgroup> tileList: array<u32, ${mask.nKT}>;` : ''}
 var<workgroup> ks: array<${vt}, ${Bc * Dw}>;
 var<workgroup> vs: array<${vt}, ${Bc * Dvw}>;
 // This tile's scores, one column per invocation: a private array indexed by a loop variable
