@@ -74,6 +74,16 @@ export class StofBackend extends KernelBackend {
   /** Runs a kernel for 'stof': records it when it is intercepted, else runs the base's kernel. */
   runKernel(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo|TensorInfo[] {
     const name = config.kernelName;
+    if (name === 'Identity' && env().getBool('STOF_FUSION')) {
+      // As every tfjs backend does it: the output is the input's data id, one more reference. A
+      // pending value stays pending (where() clones its operands: the chain must stay fusable).
+      const x = inputs['x'] as TensorInfo;
+      const v = this.values.get(x.dataId);
+      if (v != null && v.pending) {
+        v.refs++;
+        return {dataId: x.dataId, shape: x.shape, dtype: x.dtype};
+      }
+    }
     if (OPS[name] != null && env().getBool('STOF_FUSION')) {
       const recorded = this.record(name, inputs, attrs);
       if (recorded != null) return recorded;

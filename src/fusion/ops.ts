@@ -35,7 +35,6 @@ export const OPS: Record<string, OpDef> = {
   BatchMatMul: {kind: 'matmul', inputs: ['a', 'b']},
   _FusedMatMul: {kind: 'matmul', inputs: ['a', 'b', 'bias']},
   Reshape: {kind: 'reshape', inputs: ['x']},
-  Identity: {kind: 'reshape', inputs: ['x']},  // clone(), e.g. where() cloning its operand: a free view
   Transpose: {kind: 'transpose', inputs: ['x']},
 };
 
@@ -118,7 +117,7 @@ export function infer(kernel: string, ins: Array<InputInfo|null>, attrs: NamedAt
       return {shape, dtype: FLOAT, inputs: present};
     }
     case 'reshape': {
-      const shape = util.inferFromImplicitShape([...((attrs['shape'] as number[]|undefined) ?? x.shape)], util.sizeFromShape(x.shape));
+      const shape = util.inferFromImplicitShape([...(attrs['shape'] as number[])], util.sizeFromShape(x.shape));
       if (util.sizeFromShape(shape) !== util.sizeFromShape(x.shape)) return {reason: 'size mismatch'};
       if (x.dtype !== FLOAT && x.dtype !== 'bool') return {reason: `${x.dtype} input`};
       return {shape, dtype: x.dtype, inputs: [0]};

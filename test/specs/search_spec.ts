@@ -572,14 +572,17 @@ describe('search: device profile', () => {
         const group = device.createBindGroup({layout: pipeline.getBindGroupLayout(0), entries: [{binding: 0, resource: {buffer}}]});
         const timer = createGpuTimer(device);
         let passes = 0;
-        const ms = await timePerRepetition(timer, pass => {
+        const encode = (pass: GPUComputePassEncoder) => {
           pass.setPipeline(pipeline);
           pass.setBindGroup(0, group);
           pass.dispatchWorkgroups(1);
           passes++;
-        }, {minMs: 5});
-        expect(Number.isFinite(ms) && ms > 0 && ms < 5).toBe(true);
-        expect(passes).toBeGreaterThan(2);  // one dispatch lasts less than 5 ms, even on a software driver
+        };
+        await timePerRepetition(timer, encode, {minMs: 5});  // warm-up: the first pass may compile the pipeline
+        passes = 0;
+        const ms = await timePerRepetition(timer, encode, {minMs: 50});
+        expect(Number.isFinite(ms) && ms > 0 && ms < 50).toBe(true);
+        expect(passes).toBeGreaterThan(2);  // one dispatch lasts far less than 50 ms, even on a loaded software driver
         timer.dispose();
         buffer.destroy();
       });
