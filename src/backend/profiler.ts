@@ -56,17 +56,18 @@ export class Profiler {
   }
   /** The launch that makes a mask's tile format (once per mask tensor). */
   maskAnalysis(words: number): GroupReport|undefined {
-    if (!this.report) return undefined;
-    const g: GroupReport = {template: 'mask', ops: ['mask tile format'], output: {shape: [words], dtype: 'uint32'}};
-    this.report.groups.push(g);
-    this.report.dispatches++;
-    return g;
+    return this.group({template: 'mask', ops: ['mask tile format'], output: {shape: [words], dtype: 'uint32'}}, 1);
   }
 
   kernel(k: Kernel, dispatches = 1, sparse = true): GroupReport|undefined {
     if (!this.report) return undefined;
     const g: GroupReport = {template: k.template, ops: k.ops, output: {shape: storedShape(k), dtype: k.output.dtype}};
     if (k.template === 'attention') g.variant = k.mask && sparse ? 'blockwise' : 'dense';
+    return this.group(g, dispatches);
+  }
+
+  private group(g: GroupReport, dispatches: number): GroupReport|undefined {
+    if (!this.report) return undefined;
     this.report.groups.push(g);
     this.report.dispatches += dispatches;
     return g;

@@ -26,6 +26,37 @@ export const unary = (op: UnaryOp, a: Expr): Expr => ({k: 'u', op, a});
 export const binary = (op: BinaryOp, a: Expr, b: Expr): Expr => ({k: 'b', op, a, b});
 export const constant = (v: number): Expr => ({k: 'c', v});
 
+/** Visits every node, parents first (a tree: a shared subtree is visited at each occurrence). */
+export function walk(e: Expr, f: (e: Expr) => void): void {
+  f(e);
+  switch (e.k) {
+    case 'u': walk(e.a, f); break;
+    case 'b': walk(e.a, f); walk(e.b, f); break;
+    case 'sel': walk(e.c, f); walk(e.a, f); walk(e.b, f); break;
+    default: break;
+  }
+}
+
+/** Whether some node of `e` is of kind `k`. */
+export function hasNode(e: Expr, k: Expr['k']): boolean {
+  let found = false;
+  walk(e, x => { if (x.k === k) found = true; });
+  return found;
+}
+
+/** `e` with every leaf replaced by f(leaf); null when f refuses a leaf. */
+export function mapLeaves(e: Expr, f: (leaf: Expr) => Expr|null): Expr|null {
+  switch (e.k) {
+    case 'u': { const a = mapLeaves(e.a, f); return a && {k: 'u', op: e.op, a}; }
+    case 'b': { const a = mapLeaves(e.a, f), b = mapLeaves(e.b, f); return a && b && {k: 'b', op: e.op, a, b}; }
+    case 'sel': {
+      const c = mapLeaves(e.c, f), a = mapLeaves(e.a, f), b = mapLeaves(e.b, f);
+      return c && a && b && {k: 'sel', c, a, b};
+    }
+    default: return f(e);
+  }
+}
+
 /** Structural key (for code caches): same key, same generated code. */
 export function exprKey(e: Expr): string {
   switch (e.k) {

@@ -10,7 +10,7 @@
 import type {DataType} from '@tensorflow/tfjs-core';
 
 import {AccessMap, accessKey, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
-import {binary, constant, Expr, Stage, unary} from './expr';
+import {binary, constant, Expr, mapLeaves, Stage, unary} from './expr';
 import {LazyNode, StofValue, Subgraph} from './graph';
 import {OPS} from './ops';
 import {MaskSpec, maskSpec} from '../kernels/sparse/mask_format';
@@ -151,16 +151,11 @@ function inverseSteps(steps: Step[], startShape: number[]): Step[]|null {
 }
 
 function mapExprLoads(e: Expr, f: (m: AccessMap) => AccessMap|null): Expr|null {
-  switch (e.k) {
-    case 'in': { const m = f(e.map); return m == null ? null : {k: 'in', slot: e.slot, map: m}; }
-    case 'u': { const a = mapExprLoads(e.a, f); return a && {k: 'u', op: e.op, a}; }
-    case 'b': { const a = mapExprLoads(e.a, f), b = mapExprLoads(e.b, f); return a && b && {k: 'b', op: e.op, a, b}; }
-    case 'sel': {
-      const c = mapExprLoads(e.c, f), a = mapExprLoads(e.a, f), b = mapExprLoads(e.b, f);
-      return c && a && b && {k: 'sel', c, a, b};
-    }
-    default: return e;
-  }
+  return mapLeaves(e, l => {
+    if (l.k !== 'in') return l;
+    const map = f(l.map);
+    return map && {k: 'in', slot: l.slot, map};
+  });
 }
 
 const isView = (n: LazyNode) => OPS[n.kernel].kind === 'reshape' || OPS[n.kernel].kind === 'transpose';
@@ -581,13 +576,7 @@ function opNames(ctx: Context): string[] {
 // ---- horizontal GEMM fusion ------------------------------------------------------------------
 
 function mapSlots(e: Expr, f: (slot: number, m: AccessMap) => {slot: number, map: AccessMap}): Expr {
-  switch (e.k) {
-    case 'in': { const r = f(e.slot, e.map); return {k: 'in', slot: r.slot, map: r.map}; }
-    case 'u': return {k: 'u', op: e.op, a: mapSlots(e.a, f)};
-    case 'b': return {k: 'b', op: e.op, a: mapSlots(e.a, f), b: mapSlots(e.b, f)};
-    case 'sel': return {k: 'sel', c: mapSlots(e.c, f), a: mapSlots(e.a, f), b: mapSlots(e.b, f)};
-    default: return e;
-  }
+  return mapLeaves(e, l => (l.k === 'in' ? {k: 'in', ...f(l.slot, l.map)} : l))!;
 }
 
 const shifted = (m: AccessMap, delta: number): AccessMap => ({...m, offset: m.offset + delta});

@@ -4,7 +4,7 @@
 // batch entry, query block) r, word r·(nKT+1) is the count n of non-empty key blocks, followed by n
 // words `kt | kind << 16` in increasing kt. Made on the device from the mask's own expression, once
 // per mask tensor (every layer of a forward reads the same mask).
-import {Expr, binary, constant, unary} from '../../fusion/expr';
+import {binary, constant, Expr, hasNode, mapLeaves, unary, walk} from '../../fusion/expr';
 
 export const TILE_EMPTY = 0;
 export const TILE_FULL = 1;
@@ -33,24 +33,9 @@ export interface MaskSpec {
   scoreFull: Expr|null;
 }
 
-function has(e: Expr, k: Expr['k']): boolean {
-  switch (e.k) {
-    case 'u': return has(e.a, k);
-    case 'b': return has(e.a, k) || has(e.b, k);
-    case 'sel': return has(e.c, k) || has(e.a, k) || has(e.b, k);
-    default: return e.k === k;
-  }
-}
-
 /** `e` with acc replaced by `by`. */
 export function substituteAcc(e: Expr, by: Expr): Expr {
-  switch (e.k) {
-    case 'acc': return by;
-    case 'u': return {...e, a: substituteAcc(e.a, by)};
-    case 'b': return {...e, a: substituteAcc(e.a, by), b: substituteAcc(e.b, by)};
-    case 'sel': return {...e, c: substituteAcc(e.c, by), a: substituteAcc(e.a, by), b: substituteAcc(e.b, by)};
-    default: return e;
-  }
+  return mapLeaves(e, l => (l.k === 'acc' ? by : l))!;
 }
 
 /**
@@ -59,44 +44,41 @@ export function substituteAcc(e: Expr, by: Expr): Expr {
  * `select(C, x, y)` (C true gives x). Null when the score has no such single mask term.
  */
 function splitMaskTerm(e: Expr): {full: Expr, zero: Expr}|null {
-  const isMask = (m: Expr) => !has(m, 'acc') && has(m, 'in');
-  const isConst = (m: Expr) => !has(m, 'acc') && !has(m, 'in');
+  const isMask = (m: Expr) => !hasNode(m, 'acc') && hasNode(m, 'in');
+  const isConst = (m: Expr) => !hasNode(m, 'acc') && !hasNode(m, 'in');
   if (e.k === 'b' && e.op === 'add') {
-    if (has(e.a, 'acc') && isMask(e.b)) return {full: e.a, zero: binary('eq', e.b, constant(0))};
-    if (has(e.b, 'acc') && isMask(e.a)) return {full: e.b, zero: binary('eq', e.a, constant(0))};
+    if (hasNode(e.a, 'acc') && isMask(e.b)) return {full: e.a, zero: binary('eq', e.b, constant(0))};
+    if (hasNode(e.b, 'acc') && isMask(e.a)) return {full: e.b, zero: binary('eq', e.a, constant(0))};
   }
-  if (e.k === 'sel' && isMask(e.c) && has(e.a, 'acc') && isConst(e.b)) return {full: e.a, zero: unary('ne0', e.c)};
+  if (e.k === 'sel' && isMask(e.c) && hasNode(e.a, 'acc') && isConst(e.b)) return {full: e.a, zero: unary('ne0', e.c)};
   if (e.k === 'b' && ['add', 'sub', 'mul', 'div'].includes(e.op)) {
-    if (has(e.a, 'acc') && isConst(e.b)) { const r = splitMaskTerm(e.a); return r && {full: {...e, a: r.full}, zero: r.zero}; }
-    if (has(e.b, 'acc') && isConst(e.a)) { const r = splitMaskTerm(e.b); return r && {full: {...e, b: r.full}, zero: r.zero}; }
+    if (hasNode(e.a, 'acc') && isConst(e.b)) { const r = splitMaskTerm(e.a); return r && {full: {...e, a: r.full}, zero: r.zero}; }
+    if (hasNode(e.b, 'acc') && isConst(e.a)) { const r = splitMaskTerm(e.b); return r && {full: {...e, b: r.full}, zero: r.zero}; }
   }
   return null;
 }
 
 /** Which of the first `n` domain dims the expression's loads depend on. */
-function dependsOn(e: Expr, n: number, out = new Array<boolean>(n).fill(false)): boolean[] {
-  switch (e.k) {
-    case 'in': e.map.dims.slice(0, n).forEach((terms, d) => { if (terms.length > 0) out[d] = true; }); break;
-    case 'u': dependsOn(e.a, n, out); break;
-    case 'b': dependsOn(e.a, n, out); dependsOn(e.b, n, out); break;
-    case 'sel': dependsOn(e.c, n, out); dependsOn(e.a, n, out); dependsOn(e.b, n, out); break;
-    default: break;
-  }
+function dependsOn(e: Expr, n: number): boolean[] {
+  const out = new Array<boolean>(n).fill(false);
+  walk(e, x => {
+    if (x.k === 'in') x.map.dims.slice(0, n).forEach((terms, d) => { if (terms.length > 0) out[d] = true; });
+  });
   return out;
 }
 
 /** The mask of an attention score expression, or null when the score reads no buffer (no mask). */
 export function maskSpec(score: Expr, batchShape: number[], Sq: number, Sk: number, Br: number, Bc: number): MaskSpec|null {
-  if (!has(score, 'in')) return null;
+  if (!hasNode(score, 'in')) return null;
   const s0 = substituteAcc(score, constant(0));
   const dep = dependsOn(s0, batchShape.length);
   const split = splitMaskTerm(score);
-  const full = split && !has(split.full, 'in') ? split : null;
+  const full = split && !hasNode(split.full, 'in') ? split : null;
   return {Br, Bc, nQT: Math.ceil(Sq / Br), nKT: Math.ceil(Sk / Bc), maskBatch: batchShape.map((d, i) => (dep[i] ? d : 1)),
           s0, zero: full?.zero ?? null, scoreFull: full?.full ?? null};
 }
 
-/** u32 words of the format for `rows` (mask batch entries × query blocks). */
+/** u32 words of the format: (count + nKT entries) per mask batch entry and query block. */
 export function formatWords(m: MaskSpec): number {
   return m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * (m.nKT + 1);
 }

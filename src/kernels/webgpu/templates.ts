@@ -2,7 +2,7 @@
 // dispatch. Shapes are compile-time constants (a transformer's shapes are fixed per model), so
 // index arithmetic folds and pipelines are cached by source.
 import {contiguousStrides, sizeOf} from '../../fusion/access';
-import {Expr} from '../../fusion/expr';
+import {Expr, walk} from '../../fusion/expr';
 import {AttentionKernel, ElementwiseKernel, GemmKernel, Kernel, RowKernel, ValueInfo} from '../../fusion/planner';
 
 import {MASKED_AT_OR_BELOW, TILE_EMPTY, TILE_FULL, TILE_PARTIAL} from '../sparse/mask_format';
@@ -49,16 +49,7 @@ function store(k: Kernel, index: string, value: string): string {
 /** Slots an expression reads, in first-use order. */
 function slotsOf(exprs: Expr[]): number[] {
   const out: number[] = [];
-  const visit = (e: Expr) => {
-    switch (e.k) {
-      case 'in': if (!out.includes(e.slot)) out.push(e.slot); break;
-      case 'u': visit(e.a); break;
-      case 'b': visit(e.a); visit(e.b); break;
-      case 'sel': visit(e.c); visit(e.a); visit(e.b); break;
-      default: break;
-    }
-  };
-  exprs.forEach(visit);
+  for (const e of exprs) walk(e, x => { if (x.k === 'in' && !out.includes(x.slot)) out.push(x.slot); });
   return out;
 }
 
@@ -204,12 +195,6 @@ function gemm(k: GemmKernel): Shader {
   return {code, workgroups: spec.workgroups, bindings: [k.aSlot, bSlots[0], ...extras]};
 }
 
-/** WGSL `let` lines of the batch coordinates c0.. from the flat batch index `flat` over `shape`. */
-function batchCoords(shape: number[], flat: string): string[] {
-  const strides = contiguousStrides(shape);
-  return shape.map((d, i) => `let c${i} = ${strides[i] === 1 ? flat : `(${flat} / ${strides[i]})`} % ${d};`);
-}
-
 /**
  * Flash attention over tiles: a workgroup takes Br query rows of one batch entry, one row per
  * invocation (q and the output row in registers); K and V stream through workgroup memory in tiles
@@ -227,6 +212,8 @@ function attention(k: AttentionKernel): Shader {
   const sc = em.emit(k.score);
   const slots = [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])].filter((x, i, a) => a.indexOf(x) === i);
   const load = loader(k);
+  const plainScore = `${em.lines.join('\n      ')}
+      let s = ${sc};`;
   let tileLoop: string, scoreLines: string;
   if (mask) {
     // Flat mask-batch index: the batch coordinates the mask depends on.
@@ -243,9 +230,8 @@ function attention(k: AttentionKernel): Shader {
   for (var t = 0u; t < nt; t++) {
     let entry = tileList[t];
     let j0 = i32(entry & 0xffffu) * ${Bc};
-    let full = (entry >> 16u) == ${1}u;`;
-    scoreLines = fv == null ? `${em.lines.join('\n      ')}
-      let s = ${sc};` : `var s: f32;
+    let full = (entry >> 16u) == ${TILE_FULL}u;`;
+    scoreLines = fv == null ? plainScore : `var s: f32;
       if (full) {
         ${fe.lines.join('\n        ')}
         s = ${fv};
@@ -255,8 +241,7 @@ function attention(k: AttentionKernel): Shader {
       }`;
   } else {
     tileLoop = `for (var j0 = 0; j0 < ${Sk}; j0 += ${Bc}) {`;
-    scoreLines = `${em.lines.join('\n      ')}
-      let s = ${sc};`;
+    scoreLines = plainScore;
   }
   const tileBinding = slots.length + 1;
   // Head dims that are multiples of 4 read K and V tiles as vec4 (4 FMAs per shared-memory load).
@@ -283,7 +268,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let bi = flat / ${qBlocks};
   let i = (flat % ${qBlocks}) * ${WG} + i32(lid);
   let ii = min(i, ${Sq - 1});
-  ${batchCoords(batchShape, 'bi').join('\n  ')}
+  ${coordLines(batchShape, 'bi', bc).join('\n  ')}
   var q: array<${vt}, ${Dw}>;
   for (var dw = 0; dw < ${Dw}; dw++) { q[dw] = ${lanes(c => load(k.qSlot, offsetCode(k.q, [...bc, 'ii', `(dw * ${W} + ${c})`])))}; }
   var o: array<${vt}, ${Dvw}>;
@@ -379,7 +364,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (flat >= ${groups}) { return; }
   let mb = flat / ${nQT};
   let qt = flat % ${nQT};
-  ${batchCoords(m.maskBatch, 'mb').join('\n  ')}
+  ${coordLines(m.maskBatch, 'mb', coords).join('\n  ')}
   if (lid < ${words}u) { atomicStore(&rowKept[lid], 0u); }
   for (var kt = 0; kt < ${nKT}; kt++) {
     if (lid == 0u) { atomicStore(&anyKept, 0u); atomicStore(&notFull, 0u); }
