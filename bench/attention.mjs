@@ -13,14 +13,14 @@
 //   op    stof.attention(q, k, v, {mask}) with the boolean mask (on tfjs-backend-webgpu, the plain
 //         chain; it makes its where() operands at every call)
 // Each case is checked before it is timed: max relative difference against the peer, and against
-// a float64 reference on 24 sampled query rows. Timing as in bench/fusion.mjs: trials of
-// back-to-back calls with one readback at the end, median ms per call. Effective TFLOP/s =
+// a float64 reference on 24 sampled query rows. Timing (bench/timing.mjs): trials of back-to-back
+// calls, then the GPU work drained (no readback), median ms per call. Effective TFLOP/s =
 // 4·B·H·D·(kept pairs)/time, with kept pairs the visible (query, key) pairs per head (mean over
 // the batch for padding). The peer's scores take B·H·S²·4 bytes: where that is over the device's
 // maxStorageBufferBindingSize (S = 4096: 6.4 GB against 2 GiB) the peer is recorded as not
 // runnable, with the reason. Rows are written to the JSON as they finish.
 //
-// Usage: node scripts/with_vulkan.mjs bench/attention.mjs [--quick] [--kernel dense|blockwise|auto]
+// Usage: node scripts/with_vulkan.mjs bench/attention.mjs [--quick] [--kernel dense|blockwise|rowwise|auto]
 //          [--out PATH] [--mask-form bool|bias|op] [--S 128,512] [--masks causal,sliding] [--budget-s SECONDS]
 // (--budget-s: no new case starts after that many seconds; the cases left are listed in the JSON.)
 import fs from 'node:fs';
@@ -30,6 +30,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as stof from 'tfjs-backend-stof';
 
 import {seeded} from './encoder_layer.mjs';
+import {maxRelDiff, timeCalls} from './timing.mjs';
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : dflt; };
@@ -47,7 +48,6 @@ const MASKS = (opt('masks') ?? 'none,padding,causal,sliding,dilated,longformer,b
 const WINDOW = 128, GLOBAL = 32;
 const PEER = 'tfjs-backend-webgpu';
 
-const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The mask as plain values: {shape, keep (1 = visible)}, or null; built with stof.masks on 'cpu'. */
 async function maskValues(kind, S) {
@@ -106,38 +106,6 @@ function chain(t, scale) {
   });
 }
 
-/**
- * Median ms per call of `f` (returns a tensor), as bench/fusion.mjs: back-to-back calls, one readback
- * at the end; on 'stof' each result is computed (materialize), as a read would.
- */
-async function time(f) {
-  for (let i = 0; i < 2; i++) { const t = f(); await t.data(); t.dispose(); }  // compile, warm up
-  const backend = tf.backend();
-  const compute = t => { if (backend instanceof stof.StofBackend) backend.materialize([t.dataId]); return t; };
-  const trial = async iters => {
-    const start = performance.now();
-    let t = null;
-    for (let i = 0; i < iters; i++) { t?.dispose(); t = compute(f()); }
-    await t.data();
-    t.dispose();
-    return (performance.now() - start) / iters;
-  };
-  const once = await trial(1);
-  const iters = quick ? 2 : Math.max(1, Math.min(20, Math.round(150 / once)));
-  const samples = [];
-  for (let i = 0; i < (quick ? 3 : 7); i++) samples.push(await trial(iters));
-  return median(samples);
-}
-
-function maxRelDiff(a, b) {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i]));
-    if (!(d <= worst)) worst = Number.isNaN(d) ? Infinity : d;
-  }
-  return worst;
-}
-
 /** Query rows (b, h, i) checked against float64. */
 function sampleRows(S) {
   const rows = [];
@@ -184,13 +152,8 @@ const device = tf.findBackend('webgpu').device;
 const bindingLimit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
 tf.env().set('STOF_ATTENTION', kernelChoice);  // (the flag names its values if this one is not among them)
 
-/** The kernel the last attention launch ran: from the report where it says, else from the last plan. */
-function kernelOf(group) {
-  if (group == null) return 'not fused';
-  if (group.kernel !== undefined) return group.kernel;
-  const k = tf.backend().lastPlan?.find(k => k.template === 'attention');
-  return k != null && 'mask' in k ? (k.mask != null ? 'blockwise' : 'dense') : `${kernelChoice} (not reported)`;
-}
+/** The kernel the attention launch ran and its tiles, as profile() reports them. */
+const kernelOf = g => (g == null ? 'not fused' : `${g.variant} ${g.tiles.Br}x${g.tiles.Bc}/${g.tiles.threads}`);
 
 const report = {
   device: `${info.adapter?.device ?? info.adapter?.vendor ?? 'unknown'} (${info.adapter?.description ?? ''}) via Dawn, webgpu ${JSON.parse(fs.readFileSync('node_modules/webgpu/package.json', 'utf8')).version}`,
@@ -239,7 +202,7 @@ for (const S of SEQ) {
         const once = chain(t, scale);
         peerValues = await once.data();
         once.dispose();
-        row.peers[PEER] = await time(() => chain(t, scale));
+        row.peers[PEER] = await timeCalls(() => chain(t, scale), {trials: quick ? 3 : 7});
         row.peer_max_rel_diff_ref64 = refDiff(x, peerValues, scale);
       } catch (e) {
         row.peer_notes = {[PEER]: `failed: ${String(e.message ?? e).slice(0, 200)}`};
@@ -265,7 +228,7 @@ for (const S of SEQ) {
       row.stof_groups = profiled.groups.map(g => g.template);
       row.max_rel_diff_ref64 = refDiff(x, values, scale);
       if (peerValues != null) row.max_rel_diff = maxRelDiff(values, peerValues);
-      row.stof_ms = await time(() => chain(t, scale));
+      row.stof_ms = await timeCalls(() => chain(t, scale), {trials: quick ? 3 : 7});
       if (row.peers[PEER] != null) row.ratio = row.peers[PEER] / row.stof_ms;
       row.tflops = 4 * B * H * D * kept / (row.stof_ms * 1e9);
     } catch (e) {

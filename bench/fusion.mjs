@@ -9,47 +9,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as stof from 'tfjs-backend-stof';
 
 import {encoderLayer, makeInputs, makeWeights, seeded, toTensors} from './encoder_layer.mjs';
+import {maxRelDiff, median, timeCalls} from './timing.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const outPath = argv.includes('--out') ? argv[argv.indexOf('--out') + 1] : 'bench/results/fusion.json';
-const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/**
- * Median ms per call of `f` (returns a tensor): `iters` calls back to back, then the submitted work
- * drained (no readback: a large output's copy to the host would dominate and is not the op's cost).
- * On 'stof' each result is computed (materialize), as a read would: a lazy result that is disposed
- * unread is never computed, which would time nothing.
- */
-async function time(f, iters, trials) {
-  for (let i = 0; i < 2; i++) { const t = f(); await t.data(); t.dispose(); }  // compile, warm up
-  const backend = tf.backend();
-  const compute = t => { if (backend instanceof stof.StofBackend) backend.materialize([t.dataId]); return t; };
-  const samples = [];
-  for (let trial = 0; trial < trials; trial++) {
-    const start = performance.now();
-    let t = null;
-    for (let i = 0; i < iters; i++) { t?.dispose(); t = compute(f()); }
-    await drain();
-    samples.push((performance.now() - start) / iters);
-    t.dispose();
-  }
-  return median(samples);
-}
-
-/** Submits what the backend encoded and waits for the GPU to finish it (no readback to time). */
-async function drain() {
-  const b = tf.backend();
-  const base = b instanceof stof.StofBackend ? b.base : b;
-  if (base.commandEncoder != null) { base.endComputePassEncoder(); base.submitQueue(); }
-  await base.device.queue.onSubmittedWorkDone();
-}
-
-function maxRelDiff(a, b) {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
-  return worst;
-}
 
 const H = 768;
 const cases = [];
@@ -108,7 +72,7 @@ for (const c of cases) {
         gpu.push(typeof info.kernelMs === 'number' ? info.kernelMs : NaN);
       }
     }
-    const ms = await time(() => c.run(inputs), quick ? 3 : 20, quick ? 3 : 7);
+    const ms = await timeCalls(() => c.run(inputs), {iters: quick ? 3 : 20, trials: quick ? 3 : 7});
     results[backend] = {ms, values, dispatches, gpuMs: median(gpu)};
     tf.dispose(Object.values(inputs).flatMap(v => (v instanceof tf.Tensor ? [v] : Object.values(v))));
   }

@@ -32,6 +32,8 @@ const SUITES = [
   // The GEMM generator with every register block forced, on Dawn (needs a Vulkan driver).
   {name: 'gemm-wgsl', script: ['test/kernels/gemm_wgsl_check.mjs', 'build/tsc/src/kernels/webgpu/gemm_wgsl.js'], env: vk,
    skip: nodeBase !== 'webgpu'},
+  // The CUDA C of every template and parameter class, compiled with nvcc for sm_90 (no GPU needed).
+  {name: 'cuda-codegen', script: ['test/kernels/cuda_codegen_check.mjs']},
   {name: 'core-browser-stof', judge: 'stof', exclusionEnv: 'browser-webgpu', karma: true},
   {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},

@@ -67,7 +67,9 @@ function describe(k: Kernel, i: number): string {
       return `${head}\n    acc = A[${k.batchShape.length ? 'b,' : ''}m,k] * B[${k.batchShape.length ? 'b,' : ''}k,n], M=${k.M} N=${k.N} K=${k.K}` +
              (k.batchShape.length ? ` batch=[${k.batchShape}]` : '') + `\n    out = ${exprText(k.epilogue, name)}`;
     case 'attention': return `${head}\n    out = softmax_rows(score) V, score = ${exprText(k.score, name)} with acc = q·k;` +
-                             ` Sq=${k.Sq} Sk=${k.Sk} D=${k.D}` + (k.batchShape.length ? ` batch=[${k.batchShape}]` : '');
+                             ` Sq=${k.Sq} Sk=${k.Sk} D=${k.D}` + (k.batchShape.length ? ` batch=[${k.batchShape}]` : '') +
+                             `\n    ${k.variant} kernel, ${k.Br} query rows x ${k.Bc}-key tiles per workgroup of ${k.threads}` +
+                             (k.mask ? ', empty tiles of the mask skipped' : ', every tile');
     case 'alias': return `${head}\n    shares the storage of its input`;
   }
 }

@@ -8,6 +8,8 @@ export {BaseName, StofBackend, StofBackendInfo} from './backend/stof_backend';
 export {attention, AttentionOptions} from './fusion/attention_op';
 export * as masks from './kernels/sparse/masks';
 export {explain, GroupReport, profile, ProfileReport} from './profile';
+export {tune, TuneOptions, TuneReport, tuningCache} from './search/index';
+export * as search from './search/index';
 export {version} from './version';
 
 /** The base and device of the initialized 'stof' backend; throws if it is not initialized. */

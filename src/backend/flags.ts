@@ -32,10 +32,14 @@ export function baseChoice(): BaseChoice {
   return ENV.get('STOF_BASE') as BaseChoice;
 }
 
-export const ATTENTION_CHOICES = ['auto', 'dense', 'blockwise'] as const;
+export const ATTENTION_CHOICES = ['auto', 'dense', 'blockwise', 'rowwise'] as const;
 export type AttentionChoice = typeof ATTENTION_CHOICES[number];
 
-/** Masked attention: 'blockwise' skips the mask's empty tiles, 'dense' visits every key tile, 'auto' picks (blockwise when there is a mask). */
+/**
+ * The fused attention kernel: 'auto' lets the search pick kernel and tiles (tuning cache, else the
+ * cost model); 'blockwise' / 'rowwise' force that kernel (default tiles), skipping the mask's empty
+ * tiles; 'dense': block-wise over every key tile.
+ */
 registerChoiceFlag('STOF_ATTENTION', ATTENTION_CHOICES, 'auto');
 
 export function attentionChoice(): AttentionChoice {

@@ -2,6 +2,7 @@
 // ran unfused, and intercepted kernels that could not be recorded (with why). Never silent: a
 // kernel that falls back to the base is listed in `fallbacks`.
 import {Kernel, storedShape} from '../fusion/planner';
+import {attentionSignature} from '../search/attention_choice';
 
 export interface GroupReport {
   template: string;
@@ -10,8 +11,12 @@ export interface GroupReport {
   ms?: number;
   /** The buffer the launch stores (a grouped GEMM stores its groups one after the other). */
   output?: {shape: number[], dtype: string};
-  /** Attention: 'blockwise' (visits the mask's non-empty tiles) or 'dense' (every key tile). */
-  variant?: 'dense'|'blockwise';
+  /** Attention: the kernel ('blockwise' or 'rowwise') and whether it visits only the mask's non-empty tiles. */
+  variant?: 'dense'|'blockwise'|'rowwise'|'rowwise-dense';
+  /** Attention: rows per workgroup, keys per tile, invocations per workgroup. */
+  tiles?: {Br: number, Bc: number, threads: number};
+  /** Attention: the search signature its choice was made under. */
+  search?: string;
 }
 
 export interface ProfileReport {
@@ -62,7 +67,12 @@ export class Profiler {
   kernel(k: Kernel, dispatches = 1, sparse = true): GroupReport|undefined {
     if (!this.report) return undefined;
     const g: GroupReport = {template: k.template, ops: k.ops, output: {shape: storedShape(k), dtype: k.output.dtype}};
-    if (k.template === 'attention') g.variant = k.mask && sparse ? 'blockwise' : 'dense';
+    if (k.template === 'attention') {
+      const skips = k.mask != null && sparse;
+      g.variant = k.variant === 'rowwise' ? (skips ? 'rowwise' : 'rowwise-dense') : skips ? 'blockwise' : 'dense';
+      g.tiles = {Br: k.Br, Bc: k.Bc, threads: k.threads};
+      g.search = attentionSignature(k.shape);
+    }
     return this.group(g, dispatches);
   }
 

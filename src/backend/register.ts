@@ -2,6 +2,9 @@
 // engine's instance of it, so 'stof' and 'webgpu' use one GPUDevice and one set of buffers.
 import {engine, env, findBackendFactory, KernelBackend, registerBackend} from '@tensorflow/tfjs-core';
 
+import {WebGPUBase} from '../kernels/webgpu/executor';
+import {measureDeviceProfile} from '../search/device_profile';
+
 import {baseChoice} from './flags';
 import {mirrorKernelsOf, STOF} from './kernel_mirror';
 import {BaseName, StofBackend} from './stof_backend';
@@ -88,7 +91,10 @@ async function createStofBackend(): Promise<StofBackend> {
   }
   const instance = await sharedBackend(base);
   mirrorKernelsOf(base);
-  return new StofBackend(instance, base, false, base === 'webgpu' ? adapter : undefined);
+  const backend = new StofBackend(instance, base, false, base === 'webgpu' ? adapter : undefined);
+  // The cost model's view of this device: measured once per device (cached with the tuning results).
+  if (base === 'webgpu') backend.deviceProfile = await measureDeviceProfile((instance as WebGPUBase).device, adapter);
+  return backend;
 }
 
 export function registerStofBackend(): boolean {

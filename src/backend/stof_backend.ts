@@ -10,10 +10,14 @@ import {
 
 import {collectSubgraph, LazyNode, signature, StofValue} from '../fusion/graph';
 import {infer, InputInfo, OPS} from '../fusion/ops';
-import {Kernel, planSubgraph, ValueInfo} from '../fusion/planner';
+import {Kernel, PlanOptions, planSubgraph, ValueInfo} from '../fusion/planner';
 import {CpuExecutor} from '../kernels/cpu/executor';
 import {WebGPUBase, WebGPUExecutor} from '../kernels/webgpu/executor';
-import {GroupReport, Profiler} from './profiler';
+import {attentionSignature, decideAttention} from '../search/attention_choice';
+import type {Candidate} from '../search/cost_model';
+import {DeviceProfile, syntheticProfile} from '../search/device_profile';
+import {rerunTuningTarget, searchGeneration, tuningActive, withCandidate} from '../search/tuner';
+import {GroupReport, Profiler, ProfileReport} from './profiler';
 import {attentionChoice} from './flags';
 
 export type BaseName = 'webgpu' | 'cpu';
@@ -31,6 +35,8 @@ export interface Executor {
   run(kernel: Kernel, inputs: object[], timed?: GroupReport): object;
   /** Fills `ms` of the timed groups (devices with timestamp queries). */
   collectTimes?(): Promise<void>;
+  /** Runs a kernel of the base for 'stof' (the executor may adjust how the base stores its inputs). */
+  runOnBase?<T>(f: () => T): T;
   /** Frees what the executor holds of its own (the mask tile formats). */
   dispose?(): void;
   /** Launches (dispatches, or CPU passes) the last run made. */
@@ -106,7 +112,8 @@ export class StofBackend extends KernelBackend {
     const baseInputs = (Array.isArray(inputs) ? convert(inputs) :
         Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, convert(v)]))) as NamedTensorInfoMap;
     this.profiler.baseKernel(config.kernelName);
-    const out = config.kernelFunc({inputs: baseInputs, attrs, backend: this.base});
+    const run = () => config.kernelFunc({inputs: baseInputs, attrs, backend: this.base});
+    const out = this.executor.runOnBase != null ? this.executor.runOnBase(run) : run();
     const adopt = (o: TensorInfo) => this.adopt(o, ownerOfBaseId);
     return Array.isArray(out) ? out.map(adopt) : adopt(out);
   }
@@ -188,14 +195,56 @@ export class StofBackend extends KernelBackend {
 
   // ---- flush -----------------------------------------------------------------------------------
 
+  /** The device as the cost model sees it (measured once per device at set-up; synthetic where none was measured). */
+  deviceProfile: DeviceProfile|null = null;
+
+  private planOptions(): PlanOptions {
+    const attention = attentionChoice();
+    const storage = this.baseName === 'webgpu' ? (this.base as WebGPUBase).device.limits.maxComputeWorkgroupStorageSize : 48 * 1024;
+    return {
+      attention, workgroupStorage: storage,
+      chooseAttention: s => {
+        const profile = this.deviceProfile ?? syntheticProfile({maxWorkgroupStorage: storage});
+        const sig = attentionSignature(s);
+        // Inside tune(): stage 2 may time this group's candidates on the device.
+        const run = tuningActive() && this.baseName === 'webgpu' ? (c: Candidate) => this.timeCandidate(sig, c) : undefined;
+        return decideAttention(s, profile, run)?.choice ?? null;
+      },
+    };
+  }
+
+  /**
+   * Stage 2's runner: the tuned target runs again with `c` forced for `signature`; its time is the
+   * mean device time of the launches made under that signature (wall time of the whole run where
+   * the device has no timestamp queries).
+   */
+  private async timeCandidate(signature: string, c: Candidate): Promise<number> {
+    return withCandidate(signature, c, async () => {
+      this.profiler.start(true);
+      const start = performance.now();
+      let report: ProfileReport;
+      try {
+        await rerunTuningTarget();
+        await this.executor.collectTimes?.();
+      } finally {
+        report = this.profiler.stop();
+      }
+      const wall = performance.now() - start;
+      const ms = report.groups.filter(g => g.search === signature && g.ms != null).map(g => g.ms!);
+      return ms.length > 0 ? ms.reduce((a, b) => a + b, 0) / ms.length : wall;
+    });
+  }
+
   /** Computes and stores `targets` (pending values) with fused kernels. */
   flush(targets: StofValue[]) {
     targets = targets.filter(t => t.pending);
     if (targets.length === 0) return;
     const g = collectSubgraph(targets);
     // Liveness decides what may be inlined, so it is part of the key.
-    const options = {attention: attentionChoice()};
-    const key = signature(g) + '|' + g.nodes.map(n => `${n.output.refs > 0 ? 'L' : ''}${n.output.uses}`).join(',') + '|' + options.attention;
+    const options = this.planOptions();
+    // The search's choices are part of the plan: a new tuning result or device profile plans anew.
+    const key = signature(g, true) + '|' +
+        options.attention + '|' + searchGeneration() + '|' + (this.deviceProfile?.key ?? '') + (tuningActive() ? '|tuning' : '');
     const order = [...g.external, ...g.nodes.map(n => n.output)];
     let cached = this.plans.get(key);
     if (cached == null) {

@@ -23,11 +23,25 @@ export class StofValue {
   storage: DataType|null = null;
   /** The value of a float32 scalar written by the app (tf.mul(x, 0.5)): inlined into kernels. */
   constant: number|null = null;
+  /** The value's index in the subgraph whose signature was made last (valid while `stamp` matches). */
+  slot = 0;
+  stamp = 0;
+  /** Equal to the collect count of the last collectSubgraph that visited the value. */
+  seen = 0;
+  private externalSig: string|null = null;
 
   constructor(readonly shape: number[], readonly dtype: DataType) {}
 
   get pending(): boolean {
     return this.baseId == null && this.node != null;
+  }
+  /**
+   * The value's part of a signature as a stored input: its constant, or its type and shape. Made
+   * once (a stored value's storage and constant are set when it is stored and do not change).
+   */
+  get signature(): string {
+    if (this.externalSig == null) this.externalSig = this.constant != null ? `c${this.constant}` : `${this.dtype}/${this.storage}[${this.shape}]`;
+    return this.externalSig;
   }
   get size(): number {
     let n = 1;
@@ -59,10 +73,12 @@ export interface Subgraph {
   targets: StofValue[];
 }
 
+let collectCount = 0;
+
 export function collectSubgraph(targets: StofValue[]): Subgraph {
   const nodes: LazyNode[] = [];
   const external: StofValue[] = [];
-  const seen = new Set<StofValue>();
+  const mark = ++collectCount;
   // Iterative DFS (graphs of thousands of nodes must not overflow the stack).
   const visit = (root: StofValue) => {
     const stack: Array<{v: StofValue, i: number}> = [{v: root, i: 0}];
@@ -70,8 +86,8 @@ export function collectSubgraph(targets: StofValue[]): Subgraph {
       const top = stack[stack.length - 1];
       const v = top.v;
       if (top.i === 0) {
-        if (seen.has(v)) { stack.pop(); continue; }
-        seen.add(v);
+        if (v.seen === mark) { stack.pop(); continue; }
+        v.seen = mark;
         if (!v.pending) { external.push(v); stack.pop(); continue; }
       }
       const node = v.node!;
@@ -87,15 +103,35 @@ export function collectSubgraph(targets: StofValue[]): Subgraph {
   return {nodes, external, targets};
 }
 
-/** A string that identifies the subgraph's structure, ops, attributes, shapes and dtypes. */
-export function signature(g: Subgraph): string {
-  const index = new Map<StofValue, string>();
-  g.external.forEach((v, i) => index.set(v, `e${i}`));
-  g.nodes.forEach((n, i) => index.set(n.output, `n${i}`));
-  const parts: string[] = g.external.map(v => (v.constant != null ? `c${v.constant}` : `${v.dtype}/${v.storage}[${v.shape}]`));
-  for (const n of g.nodes) {
-    parts.push(`${n.sig}(${n.inputs.map(v => index.get(v)).join(',')})`);
+let signatureStamp = 0;
+
+/**
+ * A string that identifies the subgraph's structure, ops, attributes, shapes and dtypes; with
+ * `liveness`, also which node outputs the app holds and how many pending nodes read each (that
+ * decides what may be inlined: the plan cache's key). Values are numbered in the subgraph's order
+ * (stored inputs, then node outputs); flushes are hot, so one pass and no maps.
+ */
+export function signature(g: Subgraph, liveness = false): string {
+  const stamp = ++signatureStamp;
+  const external = g.external, nodes = g.nodes;
+  let s = '';
+  for (let i = 0; i < external.length; i++) {
+    const v = external[i];
+    v.stamp = stamp;
+    v.slot = i;
+    s += v.signature + ';';
   }
-  parts.push(`->${g.targets.map(t => index.get(t)).join(',')}`);
-  return parts.join(';');
+  for (let j = 0; j < nodes.length; j++) {
+    const n = nodes[j];
+    s += n.sig + '(';
+    for (const v of n.inputs) s += (v.stamp === stamp ? v.slot : -1) + ',';
+    s += ')';
+    if (liveness) s += (n.output.refs > 0 ? 'L' : '') + n.output.uses;
+    s += ';';
+    n.output.stamp = stamp;
+    n.output.slot = external.length + j;
+  }
+  s += '->';
+  for (const t of g.targets) s += (t.stamp === stamp ? t.slot : -1) + ',';
+  return s;
 }

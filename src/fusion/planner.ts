@@ -10,7 +10,7 @@
 import type {DataType} from '@tensorflow/tfjs-core';
 
 import {AccessMap, accessKey, broadcastAccess, contiguous, reshapeAccess, sizeOf, transposeAccess} from './access';
-import {binary, constant, Expr, mapLeaves, Stage, unary} from './expr';
+import {binary, constant, Expr, hasNode, mapLeaves, Stage, unary} from './expr';
 import {LazyNode, StofValue, Subgraph} from './graph';
 import {OPS} from './ops';
 import {MaskSpec, maskSpec} from '../kernels/sparse/mask_format';
@@ -80,10 +80,19 @@ export interface AttentionKernel extends KernelCommon {
   qSlot: number; kSlot: number; vSlot: number;
   score: Expr;                               // over [...batch, Sq, Sk]; 'acc' is q·k
   out: AccessMap;                            // where (b, i, d) is stored
-  /** Query rows per workgroup and keys per K/V tile. */
+  /**
+   * 'blockwise': flash-style online softmax over K/V tiles of Bc keys, Br query rows per workgroup,
+   * one per invocation. 'rowwise': Br query rows per workgroup of `threads` invocations, their whole
+   * score rows in workgroup memory (exact softmax, no rescaling), keys in blocks of Bc.
+   */
+  variant: 'blockwise'|'rowwise';
   Br: number; Bc: number;
-  /** Block-sparse: the mask's tile format is made on the device and empty tiles are skipped. */
+  /** Invocations per workgroup (rowwise; blockwise has Br). */
+  threads: number;
+  /** Block-sparse: the mask's tile format (Br × Bc tiles) is made on the device and empty tiles are skipped. */
   mask: MaskSpec|null;
+  /** What the choice of variant and tiles was made from. */
+  shape: AttentionShape;
 }
 export type Kernel = ElementwiseKernel|RowKernel|GemmKernel|AliasKernel|AttentionKernel;
 
@@ -489,12 +498,16 @@ export class Planner {
     const qm = this.operand(q, false, [...batchShape, Sq, D], ctx), km = this.operand(k, !tb, [...batchShape, Sk, D], ctx);
     const vm = this.operand(vv, false, [...batchShape, Sk, Dv], ctx);
     if (qm == null || km == null || vm == null || ctx.slots.length > MAX_INPUTS) return null;
-    // K and V tiles and the tile's scores (one column per query row) within 24 KiB of workgroup memory.
-    const Br = 64, Bc = Math.max(1, Math.min(64, Math.floor(6144 / (D + Dv + Br))));
-    // The tile format takes one binding: block-sparse needs a free one.
-    const mask = this.options.attention !== 'dense' && ctx.slots.length < MAX_INPUTS ? maskSpec(score, batchShape, Sq, Sk, Br, Bc) : null;
+    const masked = hasNode(score, 'in');
+    const shape: AttentionShape = {batch: sizeOf(batchShape), Sq, Sk, D, Dv, masked,
+                                   maskInstances: masked ? sizeOf(maskSpec(score, batchShape, Sq, Sk, 1, 1)!.maskBatch) : 0};
+    const choice = attentionChoice(this.options, shape);
+    // The tile format takes one binding: skipping needs a free one.
+    const skip = this.options.attention !== 'dense' && ctx.slots.length < MAX_INPUTS;
+    const mask = skip ? maskSpec(score, batchShape, Sq, Sk, choice.Br, choice.Bc) : null;
     return {template: 'attention', inputs: ctx.slots, output: out, ops: opNames(ctx), batchShape, Sq, Sk, D, Dv,
-            q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape), Br, Bc, mask};
+            q: qm.map, k: km.map, v: vm.map, qSlot: qm.slot, kSlot: km.slot, vSlot: vm.slot, score, out: contiguous(out.shape),
+            ...choice, mask, shape};
   }
 
   /**
@@ -655,9 +668,69 @@ function mergeSiblingGemms(kernels: Kernel[], g: Subgraph): Kernel[] {
   return out;
 }
 
+/** What the attention kernel's choice depends on. */
+export interface AttentionShape {
+  /** Product of the batch dims (batch × heads). */
+  batch: number;
+  Sq: number; Sk: number; D: number; Dv: number;
+  /** The score reads a mask; maskInstances: distinct [Sq, Sk] masks across the batch dims. */
+  masked: boolean;
+  maskInstances: number;
+}
+
+export interface AttentionChoice {
+  variant: 'blockwise'|'rowwise';
+  Br: number;
+  Bc: number;
+  threads: number;
+}
+
 export interface PlanOptions {
-  /** 'dense': attention visits every key tile; 'blockwise': skips empty tiles of the mask; 'auto': blockwise when there is a mask. */
-  attention: 'auto'|'dense'|'blockwise';
+  /**
+   * 'auto': `chooseAttention` picks kernel and tiles (the search's stage 1 / tuning cache);
+   * 'dense': block-wise, every key tile; 'blockwise' / 'rowwise': that kernel with default tiles,
+   * skipping the mask's empty tiles.
+   */
+  attention: 'auto'|'dense'|'blockwise'|'rowwise';
+  chooseAttention?: (s: AttentionShape) => AttentionChoice|null;
+  /** Workgroup storage of the device, bytes (default: WebGPU's guaranteed 16 KiB). */
+  workgroupStorage?: number;
+}
+
+/** Workgroup storage of the row-wise kernel: Q rows, score rows (Sk rounded up to Bc), reduction scratch, tile list. */
+export function rowwiseStorage(Br: number, Bc: number, threads: number, Sk: number, D: number): number {
+  const nKT = Math.ceil(Sk / Bc);
+  return 4 * (Br * D + Br * nKT * Bc + threads + nKT + 2 * Br);
+}
+
+/** Workgroup storage of the block-wise kernel: Q rows and a K/V tile (padded rows), the tile's scores and row maxima, tile list. */
+export function blockwiseStorage(Br: number, Bc: number, Sk: number, D: number, Dv: number): number {
+  return 4 * (Br * (D + 4) + Bc * Math.max(D + 4, Dv) + Br * Bc + Br * 8 + Math.ceil(Sk / Bc));
+}
+
+/** Keys per tile of the block-wise kernel (8 invocations share 4 query rows, 4 keys each). */
+export const BLOCKWISE_BC = 32;
+
+/** Default tiles of a forced kernel: the largest that fit the device's workgroup storage. */
+export function defaultAttentionChoice(variant: 'blockwise'|'rowwise', s: AttentionShape, storage: number): AttentionChoice|null {
+  if (variant === 'blockwise') {
+    for (const Br of [64, 32, 16, 8, 4]) {
+      if (blockwiseStorage(Br, BLOCKWISE_BC, s.Sk, s.D, s.Dv) <= storage) return {variant, Br, Bc: BLOCKWISE_BC, threads: 2 * Br};
+    }
+    return null;
+  }
+  for (const Br of [8, 4, 2, 1]) {
+    if (rowwiseStorage(Br, 32, 128, s.Sk, s.D) <= storage) return {variant, Br, Bc: 32, threads: 128};
+  }
+  return null;
+}
+
+function attentionChoice(o: PlanOptions, s: AttentionShape): AttentionChoice {
+  const storage = o.workgroupStorage ?? 16384;
+  const forced = o.attention === 'rowwise' ? 'rowwise' : o.attention === 'auto' ? null : 'blockwise';
+  const c = forced != null ? defaultAttentionChoice(forced, s, storage) : o.chooseAttention?.(s) ?? defaultAttentionChoice('blockwise', s, storage);
+  // Row-wise rows too long for the device, or nothing chosen: block-wise always fits (Bc shrinks).
+  return c ?? defaultAttentionChoice('blockwise', s, storage) ?? {variant: 'blockwise', Br: 4, Bc: BLOCKWISE_BC, threads: 8};
 }
 
 export function planSubgraph(g: Subgraph, options: PlanOptions = {attention: 'auto'}): Plan {

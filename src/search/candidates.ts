@@ -3,16 +3,18 @@
 // attention kernel or separately), a GEMM epilogue fused or separate, and LayerNorm in a GEMM
 // epilogue or as a row kernel. They turn shapes (and the mask analysis' tile occupancy) into
 // KernelEstimates; they do not need the device: score() judges limits and speed.
+import {BLOCKWISE_BC, blockwiseStorage, rowwiseStorage} from '../fusion/planner';
+
 import type {Candidate, KernelEstimate} from './cost_model';
 
 const F32 = 4;
 /** Flops per attention score besides the two dot products: scale, mask, max, exp, sum. */
 export const SOFTMAX_FLOPS = 8;
-/** Rows per workgroup of the row-wise attention kernel. */
-export const ROWWISE_ROWS = [1, 2, 4, 8, 16, 32, 64];
-/** Tile classes Br × Bc of the block-wise attention kernel; the mask analysis reports occupancy for each. */
-export const BLOCK_TILES: ReadonlyArray<{Br: number, Bc: number}> =
-    [{Br: 16, Bc: 32}, {Br: 16, Bc: 64}, {Br: 32, Bc: 32}, {Br: 32, Bc: 64}, {Br: 64, Bc: 32}, {Br: 64, Bc: 64}];
+/** Rows per workgroup of the row-wise attention kernel, and its key blocks (the mask's tile width). */
+export const ROWWISE_ROWS = [1, 2, 4, 8, 16, 32];
+export const ROWWISE_KEY_BLOCK = 32;
+/** Tile classes Br × Bc of the block-wise attention kernel (2·Br invocations); the mask analysis reports occupancy for each. */
+export const BLOCK_TILES: ReadonlyArray<{Br: number, Bc: number}> = [16, 32, 64].map(Br => ({Br, Bc: BLOCKWISE_BC}));
 /** GEMM output tiles; each invocation computes 4 × 4 outputs. */
 export const GEMM_TILES: ReadonlyArray<{BM: number, BN: number}> = [{BM: 32, BN: 32}, {BM: 64, BN: 64}, {BM: 128, BN: 64}];
 /** Accumulators one invocation can hold in registers (a LayerNorm epilogue needs the tile's whole rows). */
@@ -61,6 +63,7 @@ export function gemmKernel(g: GemmDesc, t: GemmTile, name = 'gemm'): KernelEstim
     cachedBytes: batch * (g.M * g.K * (nb - 1) + g.K * g.N * (mb - 1)) * F32,
     flops: batch * g.M * g.N * (2 * g.K + (g.epilogue?.flopsPerElement ?? 0)),
     barriers: 2 * Math.ceil(g.K / BK),
+    serialLoads: Math.ceil(g.K / BK),  // each K panel is loaded, then waited for at the barrier
     sharedBytes: (t.BM + t.BN) * BK * F32,
   };
 }
@@ -226,17 +229,19 @@ export function attentionCandidates(d: AttentionDesc): Candidate[] {
       // else the visible keys of one row widened by the group's height (exact for banded masks).
       const groupOcc = mode.fused ? undefined : d.tileOccupancy?.[tileKey(rows, 32)];
       const cols = Sk * Math.max(dens, Math.min(1, groupOcc ?? dens + (rows - 1) / Sk));
-      // About 16 scores per invocation, as block-wise tiles have.
-      const threads = Math.min(256, Math.max(64, rows * Sk / 16));
+      // About 16 scores per invocation (a power of two, at least one per row: the row reductions split the workgroup).
+      const threads = 2 ** Math.ceil(Math.log2(Math.min(256, Math.max(64, rows, rows * Sk / 16))));
       out.push({
-        scheme: 'attention-rowwise', params: {rows, ...maskParam}, space: {threads: [...new Set([threads, 64, 128, 256])], vec: [4, 1]},
+        scheme: 'attention-rowwise', params: {rows, ...maskParam}, space: {threads: [...new Set([threads, 64, 128, 256])].filter(t => t >= rows)},
         kernels: [...mode.kernels, {
           name: 'attention-rowwise', workgroups: W, invocations: threads,
           bytes: qkvo + bitmap + inlineBytes,
           cachedBytes: Math.max(0, W * cols * (D + Dv) * F32 - kvBytes) + (bitmap > 0 ? (BH / m!.instances - 1) * bitmap : 0),
           flops: BH * Sq * Sk * (dens * scoreFlops + inlineFlops),
-          barriers: 4,
-          sharedBytes: rows * (Sk + D) * F32,
+          barriers: 4 + 2 * Math.log2(Math.max(1, threads / rows)),
+          // Each invocation's output columns loop over the keys, a V row load each; the score phase, a K row per key.
+          serialLoads: Math.ceil(rows * Dv / 4 / threads) * cols + Math.ceil(cols / threads),
+          sharedBytes: rowwiseStorage(rows, ROWWISE_KEY_BLOCK, threads, Sk, D),
         }],
       });
     }
@@ -248,18 +253,20 @@ export function attentionCandidates(d: AttentionDesc): Candidate[] {
       const rb = Math.ceil(Sq / Br), cb = Math.ceil(Sk / Bc);
       const tiles = BH * rb * cb * occ, W = BH * rb;
       // Partial tiles' mask elements and the tile list, where a stored mask is read.
-      const threads = Math.min(256, Math.max(64, Br * Bc / 16));
       const maskRead = m != null && !mode.fused ? m.instances * rb * cb * occ * ((1 - full) * Br * Bc * m.bytesPerElement + 8) : 0;
       out.push({
-        scheme: 'attention-blockwise', params: {Br, Bc, ...maskParam}, space: {threads: [...new Set([threads, 64, 128, 256])], vec: [4, 1]},
+        scheme: 'attention-blockwise', params: {Br, Bc, ...maskParam},
         kernels: [...mode.kernels, {
-          name: 'attention-blockwise', workgroups: W, invocations: threads,
+          // 4 query rows × 4 keys per invocation.
+          name: 'attention-blockwise', workgroups: W, invocations: 2 * Br,
           bytes: qkvo + maskRead + inlineBytes,
           cachedBytes: Math.max(0, tiles * Bc * (D + Dv) * F32 - kvBytes) + (maskRead > 0 ? (BH / m!.instances - 1) * maskRead : 0),
           // Online softmax rescales the Br × Dv accumulator at every tile.
           flops: tiles * (Br * Bc * (scoreFlops + inlineFlops) + Br * (2 * Dv + 4)),
           barriers: 3 * tiles / W + 2,
-          sharedBytes: (Br * D + Bc * Math.max(D, Dv) + Br * Bc) * F32,  // Q tile, K then V tile (one buffer), P tile
+          // Per tile, the K and V tile loads of each invocation (vec4s) wait on memory before the barrier.
+          serialLoads: (tiles / W) * Math.ceil(Bc * (D + Dv) / 4 / (2 * Br)),
+          sharedBytes: blockwiseStorage(Br, Bc, Sk, D, Dv),
         }],
       });
     }

@@ -29,6 +29,12 @@ export interface KernelEstimate {
   sharedBytes?: number;
   /** Fraction of the workgroups that have work (the rest exit at once; e.g. fully masked row blocks). */
   activeFraction?: number;
+  /**
+   * Memory round trips one invocation waits for one after another (loads whose address or use
+   * depends on the previous: a loop over keys reading K/V rows, a tile loop's load phases). Each
+   * wave of workgroups pays them at the device's load latency, whatever the bandwidth.
+   */
+  serialLoads?: number;
 }
 
 /** One way to run a group: a scheme and the parameters the model sees. */
@@ -61,6 +67,9 @@ export interface Scored {
  */
 export const BARRIER_FLOPS = 16;
 
+/** Load latency for profiles measured before it was (µs; the H100 through Dawn measures ~0.25 at L2). */
+export const DEFAULT_LOAD_LATENCY_US = 0.5;
+
 /** Invocations per workgroup that DeviceProfile.parallelism counts in. */
 const PARALLELISM_UNIT = 256;
 
@@ -88,7 +97,8 @@ function kernelMs(k: KernelEstimate, p: DeviceProfile): number {
   const full = Math.ceil(x - 1e-9);
   const waves = x + (full - x) / full;
   const efficiency = Math.min(1, active * inv / (waves * capacity));
-  return launchMs + Math.max(memMs, computeMs) / efficiency;
+  const latencyMs = full * (k.serialLoads ?? 0) * (p.loadLatencyUs ?? DEFAULT_LOAD_LATENCY_US) / 1000;
+  return launchMs + Math.max(memMs, computeMs) / efficiency + latencyMs;
 }
 
 /** Predicted ms of a candidate on a device: Σ over its kernels of launches · dispatch + max(memory, compute) / occupancy. */

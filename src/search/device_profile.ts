@@ -21,6 +21,8 @@ export interface DeviceProfile {
   maxWorkgroupStorage: number;
   /** device.limits.maxComputeInvocationsPerWorkgroup. */
   maxInvocations: number;
+  /** Round trip of one dependent load from cache-resident memory, µs (serial-latency term of the model); absent in older caches. */
+  loadLatencyUs?: number;
   /** Subgroup size where the adapter reports one fixed size. */
   subgroupSize?: number;
   /** How the numbers were obtained. */
@@ -35,7 +37,7 @@ export interface DeviceProfile {
 export function syntheticProfile(overrides: Partial<DeviceProfile> = {}): DeviceProfile {
   return {
     key: 'synthetic', bandwidthGBs: 2900, cacheBandwidthGBs: 12000, fp32Gflops: 45000, dispatchUs: 3.2, parallelism: 170,
-    maxWorkgroupStorage: 48 * 1024, maxInvocations: 1024, subgroupSize: 32, source: 'synthetic', ...overrides,
+    maxWorkgroupStorage: 48 * 1024, maxInvocations: 1024, subgroupSize: 32, loadLatencyUs: 0.25, source: 'synthetic', ...overrides,
   };
 }
 
@@ -111,6 +113,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   dst[gid.x & 1023u] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }`;
 const FMA_FLOPS_PER_ITER = 8 * 4 * 2;
+
+// One invocation chasing indices through a 4 MiB buffer (cache-resident): each load waits for the last.
+const CHASE_WGSL = /* wgsl */ `
+struct P { iters: u32 }
+@group(0) @binding(0) var<storage, read> next: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  var i = 0u;
+  for (var k = 0u; k < p.iters; k = k + 1u) { i = next[i]; }
+  dst[0] = i;
+}`;
 
 // Dependent tiny dispatches (each reads what the previous wrote), so they cannot overlap.
 const TINY_WGSL = /* wgsl */ `
@@ -287,6 +302,19 @@ export async function measureDeviceProfile(device: GPUDevice, adapterInfo?: Adap
     measured.fp32Gflops = wide.x * 256 * single.x * FMA_FLOPS_PER_ITER / wide.ms / 1e6;
     measured.parallelism = Math.max(1, Math.min(wide.x, wide.x * single.ms / wide.ms));
     phase('fma', {single, wide});
+
+    // Load latency: a chain of dependent loads, 4099 words (16 KiB) apart, so each touches a new line.
+    const words = 2 ** 20;
+    const nextBuf = bench.buffer(4 * words, USAGE.STORAGE | USAGE.COPY_DST);
+    device.queue.writeBuffer(nextBuf, 0, Uint32Array.from({length: words}, (_, i) => (i + 4099) % words));
+    const chase = bench.pipeline(CHASE_WGSL);
+    const chaseGroups = new Map<number, GPUBindGroup>();
+    const chaseGroup = (iters: number) =>
+        chaseGroups.get(iters) ?? chaseGroups.set(iters, bench.bind(chase, [nextBuf, sink, bench.uniform([iters])])).get(iters)!;
+    deadline = 1.1;
+    const chain = await grow(geometric(256, 4, 2 ** 20), async iters => net(await bench.time(chase, chaseGroup(iters), 1, 1, 1)), ms => ms >= target / 2);
+    measured.loadLatencyUs = chain.ms * 1000 / chain.x;
+    phase('latency', chain);
   } catch (e) {
     console.warn(`tfjs-backend-stof: device microbenchmarks failed (${(e as Error).message}); using defaults for what is missing.`);
   } finally {
@@ -314,6 +342,7 @@ export async function measureDeviceProfile(device: GPUDevice, adapterInfo?: Adap
     parallelism: pick('parallelism'),
     maxWorkgroupStorage: device.limits.maxComputeWorkgroupStorageSize,
     maxInvocations: device.limits.maxComputeInvocationsPerWorkgroup,
+    ...(measured.loadLatencyUs != null && Number.isFinite(measured.loadLatencyUs) && measured.loadLatencyUs > 0 ? {loadLatencyUs: measured.loadLatencyUs} : {}),
     source: timer.method,
     ...(sub != null ? {subgroupSize: sub} : {}),
   };

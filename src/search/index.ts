@@ -5,9 +5,13 @@ export {AdapterInfoLike, deviceKey, DeviceProfile, measureDeviceProfile, Measure
 export {BARRIER_FLOPS, Candidate, KernelEstimate, score, scoreKernels, Scored, stage1} from './cost_model';
 export {
   AttentionDesc, AttentionMask, attentionCandidates, BLOCK_TILES, elementwiseKernel, GEMM_TILES, GemmDesc, gemmEpilogueCandidates,
-  gemmKernel, GemmTile, LAYERNORM_ROWS, panelWidth, LayerNormDesc, layerNormCandidates, MAX_ACCUMULATORS, ROWWISE_ROWS, SOFTMAX_FLOPS, tileKey,
+  gemmKernel, GemmTile, LAYERNORM_ROWS, panelWidth, LayerNormDesc, layerNormCandidates, MAX_ACCUMULATORS, ROWWISE_KEY_BLOCK, ROWWISE_ROWS, SOFTMAX_FLOPS, tileKey,
 } from './candidates';
 export {Measurement, Runner, stage2, Stage2Options, Stage2Result, variants} from './stage2';
 export {CACHE_VERSION, TuningCache, tuningCache, TuningCacheOptions, TuningRecord} from './tuning_cache';
 export {CacheStore, defaultStore, fileStore, indexedDbStore} from './cache_stores';
-export {DecideOptions, decide, Decision, matchRecord, tune, TunedGroup, TuneOptions, TuneReport, TuneTarget, tuningActive} from './tuner';
+export {
+  DecideOptions, decide, Decision, matchRecord, rerunTuningTarget, searchGeneration, tune, TunedGroup, TuneOptions, TuneReport, TuneTarget,
+  tuningActive, withCandidate,
+} from './tuner';
+export {AttentionDecision, attentionSignature, choiceOf, decideAttention, fusedAttentionCandidates} from './attention_choice';

@@ -11,8 +11,8 @@ import {tuningCache, TuningCache, TuningRecord} from './tuning_cache';
 export interface Decision {
   /** The candidate to run; its params include the stage-2 parameters (defaults when untuned). */
   candidate: Candidate;
-  /** 'cache': stage 2 measured it on this device; 'stage1': the model picked it. */
-  source: 'cache'|'stage1';
+  /** 'cache': stage 2 measured it on this device; 'stage1': the model picked it; 'forced': withCandidate() set it. */
+  source: 'cache'|'stage1'|'forced';
   /** The model's prediction for it, ms. */
   predictedMs: number;
   /** Stage 2's measurement, where the cache has one. */
@@ -53,6 +53,42 @@ interface TuningRequest {
 
 let session: {requests: Map<string, TuningRequest>, retune: boolean}|null = null;
 
+/** Candidates forced per signature (stage-2 runners and benchmarks), and a counter that changes with them. */
+const forced = new Map<string, Candidate>();
+let forcedGeneration = 0;
+
+/**
+ * Runs `fn` with `candidate` decided for `signature` (whatever the cache or the model say): how a
+ * runner times one variant through the real path, and how a benchmark measures every candidate.
+ */
+export async function withCandidate<T>(signature: string, candidate: Candidate, fn: () => T|Promise<T>): Promise<T> {
+  const before = forced.get(signature);
+  forced.set(signature, candidate);
+  forcedGeneration++;
+  try {
+    return await fn();
+  } finally {
+    if (before == null) forced.delete(signature); else forced.set(signature, before);
+    forcedGeneration++;
+  }
+}
+
+/** Changes whenever a decision may change (tuning results, forced candidates): plans cached under an older value are stale. */
+export function searchGeneration(cache: TuningCache = tuningCache): string {
+  return `${cache.generation}.${forcedGeneration}`;
+}
+
+let rerun: (() => Promise<void>)|null = null;
+
+/**
+ * During tune()'s stage 2: runs the tuned target again on its inputs (outputs read and disposed).
+ * A runner calls it inside withCandidate() and reports the device time of its group.
+ */
+export function rerunTuningTarget(): Promise<void> {
+  if (rerun == null) throw new Error('tfjs-backend-stof: rerunTuningTarget() runs only inside tune()');
+  return rerun();
+}
+
 /** Whether a tune() forward pass is running (the planner may bypass its plan cache then, so decide() sees every group). */
 export function tuningActive(): boolean {
   return session != null;
@@ -66,6 +102,8 @@ export function tuningActive(): boolean {
 export function decide(signature: string, candidates: Candidate[], opts: DecideOptions): Decision|null {
   const cache = opts.cache ?? tuningCache;
   const {profile} = opts;
+  const f = forced.get(signature);
+  if (f != null) return {candidate: f, source: 'forced', predictedMs: score(f, profile)};
   const record = cache.get(profile.key, signature);
   const cached = record?.source === 'stage2' ? matchRecord(record, candidates) : null;
   const wantsTiming = session != null && opts.run != null && (cached == null || session.retune);
@@ -96,6 +134,8 @@ export interface TuneOptions {
   retune?: boolean;
   /** Clock for the budget (tests). */
   now?: () => number;
+  /** Persist the results (default true; false keeps them in memory only). */
+  save?: boolean;
 }
 
 export interface TunedGroup {
@@ -144,29 +184,36 @@ export async function tune(target: TuneTarget, inputs: unknown, opts: TuneOption
   if (session != null) throw new Error('tfjs-backend-stof: tune() is already running');
   const requests = new Map<string, TuningRequest>();
   session = {requests, retune: opts.retune ?? false};
-  try {
-    const result = await callTarget(target, inputs);
-    const keep = new Set(tensorsIn(inputs));
-    const outputs = tensorsIn(result);
+  const keep = new Set(tensorsIn(inputs));
+  const runOnce = async () => {
+    const outputs = tensorsIn(await callTarget(target, inputs));
     await Promise.all(outputs.map(t => t.data()));
     outputs.filter(t => !keep.has(t)).forEach(t => t.dispose());
+  };
+  try {
+    await runOnce();
   } finally {
     session = null;
   }
   const budgetMs = opts.budgetMs ?? tuningBudgetMs();
   const groups: TunedGroup[] = [];
   const caches = new Set<TuningCache>();
-  for (const r of requests.values()) {
-    const res = await stage2(r.candidates, r.run, {budgetMs, repeats: opts.repeats, now: opts.now});
-    if (res.best != null) {
-      r.cache.set(r.profile.key, r.signature, {scheme: res.best.scheme, params: res.best.params, ms: res.bestMs, source: 'stage2'});
-      caches.add(r.cache);
+  rerun = runOnce;
+  try {
+    for (const r of requests.values()) {
+      const res = await stage2(r.candidates, r.run, {budgetMs, repeats: opts.repeats, now: opts.now});
+      if (res.best != null) {
+        r.cache.set(r.profile.key, r.signature, {scheme: res.best.scheme, params: res.best.params, ms: res.bestMs, source: 'stage2'});
+        caches.add(r.cache);
+      }
+      groups.push({
+        signature: r.signature, deviceKey: r.profile.key, predicted: variants(r.candidates[0])[0], best: res.best,
+        bestMs: res.bestMs, measured: res.measured.length, spentMs: res.spentMs, complete: res.complete,
+      });
     }
-    groups.push({
-      signature: r.signature, deviceKey: r.profile.key, predicted: variants(r.candidates[0])[0], best: res.best,
-      bestMs: res.bestMs, measured: res.measured.length, spentMs: res.spentMs, complete: res.complete,
-    });
+  } finally {
+    rerun = null;
   }
-  for (const c of caches) await c.save();
+  if (opts.save ?? true) for (const c of caches) await c.save();
   return {groups};
 }

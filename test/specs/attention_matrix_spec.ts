@@ -1,5 +1,5 @@
 // Issue #5, the attention test matrix: every mask family × sequence lengths × head dims, with each
-// attention kernel forced (flag STOF_ATTENTION: 'dense', 'blockwise') and auto-chosen, in both spellings
+// attention kernel forced (flag STOF_ATTENTION: 'dense', 'blockwise', 'rowwise') and auto-chosen, in both spellings
 // (the chain written in tf.* ops, and the explicit attention() op), against the unfused chain on
 // tfjs-backend-cpu: |a - b| <= 1e-4 · max(1, |b|), NaN exactly where the reference has NaN (fully
 // masked rows by -Infinity); a fully masked row by -1e9 is a uniform row on both. Also: profile()
@@ -274,12 +274,15 @@ function kernelOf(g: GroupReport|undefined): unknown {
   return g?.variant;
 }
 
-/** Forced 'blockwise' with a mask runs block-wise where the executor can (WebGPU); forced 'dense' never does. */
+/**
+ * A forced kernel is the one that ran; it skips tiles (reported 'blockwise' / 'rowwise') where there
+ * is a mask and the executor can (WebGPU), else it visits every tile ('dense' / 'rowwise-dense').
+ */
 function expectKernel(kernel: Kernel, ran: unknown, hasMask: boolean, what: string) {
   if (kernel === 'auto') return;
-  const sparse = backendInfo().base === 'webgpu';
-  if (kernel === 'blockwise' && !(hasMask && sparse)) expect(ran).withContext(`${what}: kernel that ran`).toBe('dense');
-  else expect(ran).withContext(`${what}: kernel that ran`).toBe(kernel);
+  const skips = hasMask && backendInfo().base === 'webgpu';
+  const expected = {dense: 'dense', blockwise: skips ? 'blockwise' : 'dense', rowwise: skips ? 'rowwise' : 'rowwise-dense'}[kernel];
+  expect(ran).withContext(`${what}: kernel that ran`).toBe(expected);
 }
 
 async function checkCase(c: Case, f: number) {

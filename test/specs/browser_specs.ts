@@ -5,4 +5,5 @@ import './backend_spec';
 import './fusion_spec';
 import './attention_api_spec';
 import './search_spec';
+import './search_backend_spec';
 import './search_browser_spec';

@@ -1,0 +1,173 @@
+// Numerics and timing of the CUDA executor on the GPU machine: each plan (made by the real planner,
+// test/kernels/cuda_plans.ts) runs on CUDA and on the CPU executor (the reference) with the same
+// seeded inputs; prints the worst relative difference (|a - b| / max(1, |b|); equal values, equal
+// infinities included, differ by 0; NaN and infinities only where the reference has them) and the
+// CUDA event time per launch, a list of the failed cases at the end, and exits 1 on any failure. A
+// kernel fault fails its own case only: the context is reset and the run goes on.
+//
+//   npm run build && node bench/cuda_check.mjs [--quick] [--iters N] [--only SUBSTRING]
+//
+// Bounds: fp32 paths 1e-4. tf32 GEMMs (tensor cores, inputs rounded to 10-bit mantissas) 5e-3: for
+// K = 768 and these magnitudes the expected error is ~5e-4. Every GEMM case runs four ways: the
+// generated template in fp32 and tf32, and with cuBLASLt taking the GEMMs it can (bias / plain).
+import {register} from 'node:module';
+import path from 'node:path';
+
+register('../scripts/esm_js_resolve.mjs', import.meta.url);
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const load = p => import(path.join(root, 'build/tsc', p));
+const P = await load('test/kernels/cuda_plans.js');
+const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
+const {evaluateKernel} = await load('src/kernels/cpu/executor.js');
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const iters = argv.includes('--iters') ? Number(argv[argv.indexOf('--iters') + 1]) : 10;
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : null;
+const FP32_BOUND = 1e-4, TF32_BOUND = 5e-3;
+
+// ---- cases ---------------------------------------------------------------------------------------
+const cases = [];  // {case, modes: [{name, options, bound}]}
+const fp32 = [{name: 'fp32', options: {gemm: 'fp32', cublasLt: false}, bound: FP32_BOUND}];
+const gemmModes = [...fp32, {name: 'fp32+cublasLt', options: {gemm: 'fp32', cublasLt: true}, bound: FP32_BOUND},
+                   {name: 'tf32', options: {gemm: 'tf32', cublasLt: false}, bound: TF32_BOUND},
+                   {name: 'tf32+cublasLt', options: {gemm: 'tf32', cublasLt: true}, bound: TF32_BOUND}];
+for (const c of P.elementwiseCases()) cases.push({c, modes: fp32});
+for (const c of P.rowCases()) cases.push({c, modes: fp32});
+for (const c of P.gemmCases()) cases.push({c, modes: gemmModes});
+for (const S of quick ? [128] : [128, 1000]) {
+  for (const D of [64, 80]) {
+    // The rarer forms at the short length only: the float64 reference is O(S²·D) in JavaScript
+    // (about 7 s per head at S = 1000); dense and block-sparse plans share one reference.
+    for (const form of S > 500 ? ['none', 'causal', 'sliding', 'padding'] : P.MASK_FORMS) {
+      for (const attention of form === 'none' ? ['dense'] : ['dense', 'blockwise']) {
+        cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: fp32,
+                    refKey: `${S}/${D}/${form}`});
+      }
+    }
+  }
+}
+cases.push({c: P.qkvAttentionCase(128, 12, 64, 'padding'), modes: gemmModes});
+
+// ---- reference and comparison -------------------------------------------------------------------
+/** Every target's values, computed kernel by kernel on the CPU executor. */
+function reference(c) {
+  const values = new Map(c.data);
+  for (const k of c.plan.kernels) {
+    const out = k.template === 'alias' ? values.get(k.inputs[0]) : evaluateKernel(k, k.inputs.map(v => values.get(v)));
+    values.set(k.output, out);
+    if (k.template === 'gemm' && k.group) for (const s of k.group.siblings) values.set(s, out);
+  }
+  return c.targets.map(t => values.get(t));
+}
+
+/**
+ * The worst |a - b| / max(1, |b|). Equal values count 0 (equal infinities too: inf - inf would be
+ * NaN); NaN must sit exactly where the reference has NaN, and an infinity only where it has the same
+ * one — a mismatch of either kind is an infinite difference.
+ */
+function worst(actual, expected) {
+  let w = 0, at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], b = expected[i];
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
+    const err = Number.isFinite(a) && Number.isFinite(b) ? Math.abs(a - b) / Math.max(1, Math.abs(b)) : Infinity;
+    if (err > w) { w = err; at = i; }
+  }
+  return {w, at};
+}
+
+const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// ---- run ----------------------------------------------------------------------------------------
+// A fault in a kernel (illegal address, ...) poisons the CUDA context: every later call fails. Such a
+// case is reported, the device's primary context reset and the executors made again, so one faulty
+// kernel fails one case. Attention cases run last anyway (the newest kernels).
+const order = ({c}) => (c.name.includes('attention') ? 1 : 0);
+cases.sort((a, b) => order(a) - order(b));  // stable: the listed order within each group
+const executors = new Map();
+const retired = [];  // stats of executors dropped by a context reset
+function executor(options) {
+  const key = JSON.stringify(options);
+  if (!executors.has(key)) {
+    const e = CudaExecutor.create(options);
+    if (!('run' in e)) { console.log(`FAIL CUDA executor unavailable: ${e.reason}`); process.exit(1); }
+    executors.set(key, e);
+  }
+  return executors.get(key);
+}
+
+function recoverIfFaulted(ex, name) {
+  if (ex.device.healthy()) return false;
+  console.log(`  (the CUDA context faulted in ${name}: resetting it and making the executors again)`);
+  retired.push(...[...executors.values()].map(e => e.stats()));
+  executors.clear();
+  try {
+    ex.abandon();
+  } catch (e) {
+    console.log(`FAIL cannot reset the CUDA context: ${e.message}; the remaining cases do not run`);
+    return null;
+  }
+  return true;
+}
+
+let failed = 0, passed = 0;
+const failures = [];
+const first = executor(fp32[0].options);
+console.log(`# ${first.device.name} (${first.device.arch}, ${first.device.multiprocessors} SMs), ${cases.length} cases, ${iters} timed runs each`);
+const references = new Map();
+for (const {c, modes, refKey} of cases) {
+  if (only && !c.name.includes(only)) continue;
+  let expected = refKey && references.get(refKey);
+  try { expected ??= reference(c); } catch (e) { console.log(`FAIL ${c.name}: CPU reference: ${e.message}`); failed++; continue; }
+  if (refKey) references.set(refKey, expected);
+  for (const mode of modes) {
+    const name = `${c.name} [${mode.name}]`;
+    const ex = executor(mode.options);
+    const inputs = new Map();
+    let faulted = false;
+    try {
+      for (const [v, data] of c.data) inputs.set(v, ex.upload(data, v.shape, v.dtype));
+      const runOnce = timed => {
+        const values = ex.runPlan(c.plan, new Map(inputs), timed);
+        const outs = c.targets.map(t => ex.retain(values.get(t)));
+        for (const [v, b] of values) if (!inputs.has(v)) ex.release(b);
+        return outs;
+      };
+      const outs = runOnce();
+      ex.synchronize();  // a fault shows here, in its own case
+      const got = outs.map(b => ex.read(b));
+      outs.forEach(b => ex.release(b));
+      // Time: each kernel's CUDA events, summed per run; the median over runs.
+      const runs = [];
+      for (let i = 0; i < iters; i++) {
+        const timers = [];
+        runOnce(() => { const t = {}; timers.push(t); return t; }).forEach(b => ex.release(b));
+        ex.collectTimes();
+        runs.push(timers.reduce((s, t) => s + (t.ms ?? 0), 0));
+      }
+      ex.synchronize();
+      const launches = c.plan.kernels.filter(k => k.template !== 'alias').length;
+      const errs = got.map((g, i) => worst(g, expected[i]));
+      const w = Math.max(...errs.map(e => e.w));
+      const ok = w <= mode.bound;
+      const detail = errs.map((e, i) => (e.at >= 0 ? `t${i}@${e.at}: ${got[i][e.at]} vs ${expected[i][e.at]}` : '')).filter(x => x).join(', ');
+      console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: max rel diff ${w.toExponential(2)} (bound ${mode.bound}), ${median(runs).toFixed(4)} ms over ${launches} launch(es)${ok ? '' : ` ${detail}`}`);
+      if (ok) passed++; else { failed++; failures.push(name); }
+    } catch (e) {
+      console.log(`FAIL ${name}: ${e.stack.split('\n').slice(0, 3).join(' | ')}`);
+      failed++;
+      failures.push(name);
+      const r = recoverIfFaulted(ex, name);
+      if (r === null) { console.log(`\n${passed} passed, ${failed} failed, the rest not run: ${failures.join(', ')}`); process.exit(1); }
+      faulted = r;
+    } finally {
+      if (!faulted) for (const b of inputs.values()) ex.release(b);
+    }
+  }
+}
+const stats = [...retired, ...[...executors.values()].map(e => e.stats())];
+console.log(`\n${passed} passed, ${failed} failed; NVRTC compiles ${stats.reduce((s, x) => s + x.compiles, 0)}, disk-cache hits ${stats.reduce((s, x) => s + x.diskHits, 0)}`);
+if (failures.length) console.log(`failed: ${failures.join(', ')}`);
+for (const e of executors.values()) e.dispose();
+process.exit(failed ? 1 : 0);

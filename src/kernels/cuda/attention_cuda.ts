@@ -1,0 +1,257 @@
+// Masked attention as CUDA C, from the same AttentionKernel as the WGSL template and with the same
+// rules: a block takes query rows of one batch entry; K and V stream through shared memory in
+// chunks of the key tiles; softmax is online (running max and sum, one rescale per chunk), so no
+// score matrix is stored. Block-sparse (k.mask): the block visits only the key tiles that the tile format
+// lists for its query block; full tiles compute the score without the mask term (no mask loads).
+// A query block with a row that keeps no key is listed dense by the mask analysis, so that row ends
+// as the unfused chain does (uniform weights, or 0/0 = NaN for -Infinity).
+//
+// Four threads per query row: each holds a quarter of q and of the output row in registers
+// (d = lane, lane + 4, ...), the q·k partials meet through two shuffles, and all four hold the
+// same scores, maximum and sum (so no further exchange). Rows of a tile's K and V are padded to a
+// multiple of 4 with zeros: the unrolled loops need no bounds tests.
+import {contiguousStrides, sizeOf} from '../../fusion/access';
+import {Expr} from '../../fusion/expr';
+import {AttentionKernel} from '../../fusion/planner';
+
+import {MASKED_AT_OR_BELOW, TILE_EMPTY, TILE_FULL, TILE_PARTIAL} from '../sparse/mask_format';
+import {checkSizes, coordLines, CudaSource, emitter, indent, signature, slotsOf, store, unit} from './cuda_common';
+import {offsetCode} from './cuda_expr';
+
+const LANES = 4;
+/** Query rows per CUDA block at most (4 threads each: 256 threads). */
+const MAX_ROWS = 64;
+/** Keys per shared-memory chunk at most: the chunk's scores live in registers. */
+const MAX_CHUNK = 32;
+/** Static shared memory a block may use. */
+const SHARED_FLOATS = (48 * 1024) / 4;
+
+/**
+ * The tiles the CUDA kernel likes, for PlanOptions.chooseAttention when plans run on CUDA: Br = 64
+ * rows per block, Bc = 32 keys per tile (the format's granularity). Any other choice in a plan still
+ * runs (blocks of min(Br, 64) rows, key chunks of min(Bc, 32)), but a tiny Br means tiny blocks.
+ */
+export function cudaAttentionChoice(): {variant: 'blockwise', Br: number, Bc: number, threads: number} {
+  return {variant: 'blockwise', Br: 64, Bc: 32, threads: 64};
+}
+
+/**
+ * Works for either planned variant (the row-wise WGSL kernel reads the same tile format): the
+ * format fixes only which Br-row query blocks and Bc-key tiles exist. A CUDA block takes R =
+ * min(Br, 64) rows of one query block (a query block of more rows spans several CUDA blocks) and
+ * streams each listed tile through shared memory in chunks of C = min(Bc, 32) keys.
+ */
+export function attentionCuda(k: AttentionKernel): CudaSource {
+  const {batchShape, Sq, Sk, D, Dv, Br, Bc, mask} = k;
+  checkSizes(k, [[...batchShape, Sq, Sk]]);
+  if (D < 1 || Dv < 1 || D > 256 || Dv > 256) throw new Error(`attentionCuda: head dims D = ${D}, Dv = ${Dv} outside 1..256`);
+  const DL = Math.ceil(D / LANES), DVL = Math.ceil(Dv / LANES), DP = DL * LANES, DVP = DVL * LANES;
+  const R = Math.min(Br, MAX_ROWS), subBlocks = Math.ceil(Br / R), threads = R * LANES;
+  // The block-sparse kernel also keeps its tile list (nKT words + the count) in shared memory.
+  const listWords = mask ? mask.nKT + 1 : 0;
+  const C = Math.min(Bc, MAX_CHUNK, Math.floor((SHARED_FLOATS - listWords) / (DP + DVP)));
+  if (C < 1) throw new Error(`attentionCuda: K and V rows of D = ${D}, Dv = ${Dv} do not fit shared memory`);
+  const batch = sizeOf(batchShape), qBlocks = Math.ceil(Sq / Br);
+  // A block of fewer than 32 threads is one partial warp: the shuffles name only its lanes.
+  const shflMask = threads >= 32 ? '0xffffffffu' : `0x${((2 ** threads) - 1).toString(16)}u`;
+  const bc = batchShape.map((_, i) => `c${i}`);
+  const leaf = (e: Expr) => (e.k === 'acc' ? 'acc' : null);
+  const em = emitter(k, 't', [...bc, 'ii', 'j'], leaf);
+  const sc = em.emit(k.score);
+  const slots = [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])].filter((x, i, a) => a.indexOf(x) === i);
+  const load = (slot: number, off: string) => `in${slot}[${off}]`;
+  // Each visited tile: its first key j0 and length (a listed tile of the format, or a dense chunk).
+  let tileLoop: string, tileLen: number, score: string;
+  if (mask) {
+    // Flat mask-batch index: the batch coordinates the mask depends on.
+    const mStrides = contiguousStrides(mask.maskBatch);
+    const mb = mask.maskBatch.map((d, i) => (d > 1 ? `c${i} * ${mStrides[i]}` : '')).filter(x => x).join(' + ') || '0';
+    const fe = emitter(k, 'f', [...bc, 'ii', 'j'], leaf);
+    const fv = mask.scoreFull ? fe.emit(mask.scoreFull) : null;
+    tileLen = Bc;
+    tileLoop = `const unsigned tb = (unsigned)((${mb}) * ${mask.nQT} + qb) * ${mask.nKT + 1}u;
+  if (threadIdx.x == 0) tileCount = tiles[tb];
+  __syncthreads();
+  const unsigned nt = tileCount;
+  // The block's tile list into shared memory: no dependent global load at each tile.
+  for (unsigned t = threadIdx.x; t < nt; t += ${threads}u) tileList[t] = tiles[tb + 1u + t];
+  __syncthreads();
+  for (unsigned t = 0; t < nt; t++) {
+    const unsigned entry = tileList[t];
+    const int j0 = (int)(entry & 0xffffu) * ${Bc};
+    const bool full = (entry >> 16) == ${TILE_FULL}u;
+    (void)full;`;
+    score = fv == null ? `${indent(em.lines, '          ')}\n          s = ${sc};` : `if (full) {
+            ${indent(fe.lines, '            ')}
+            s = ${fv};
+          } else {
+            ${indent(em.lines, '            ')}
+            s = ${sc};
+          }`;
+  } else {
+    tileLen = C;
+    tileLoop = `for (int j0 = 0; j0 < ${Sk}; j0 += ${C}) {`;
+    score = `${indent(em.lines, '          ')}\n          s = ${sc};`;
+  }
+  const qOff = offsetCode(k.q, [...bc, 'ii', 'd']), kOff = offsetCode(k.k, [...bc, 'jt', 'd']), vOff = offsetCode(k.v, [...bc, 'jt', 'd']);
+  const tileParam = mask ? ['const unsigned* __restrict__ tiles'] : [];
+  return {
+    label: `attention(${mask ? 'blockwise' : 'dense'},D=${D},Dv=${Dv},Br=${Br},Bc=${Bc},R=${R},C=${C})`,
+    bindings: slots,
+    tileParam: mask != null,
+    grid: [Math.max(1, batch * qBlocks * subBlocks), 1, 1],
+    block: [threads, 1, 1],
+    code: unit(`${signature(k, slots, tileParam)} {
+  __shared__ float ks[${C * DP}];
+  __shared__ float vs[${C * DVP}];
+  ${mask ? `__shared__ unsigned tileCount;\n  __shared__ unsigned tileList[${mask.nKT}];` : ''}
+  const int flat = (int)blockIdx.x / ${subBlocks}, sub = (int)blockIdx.x % ${subBlocks};
+  const int bi = flat / ${qBlocks}, qb = flat % ${qBlocks};
+  const int lane = (int)(threadIdx.x % ${LANES}u);
+  const int lr = sub * ${R} + (int)(threadIdx.x / ${LANES}u);  // row within the query block
+  const int i = qb * ${Br} + lr;
+  const bool valid = lr < ${Br} && i < ${Sq};
+  const int ii = valid ? i : ${Sq - 1};  // rows past the end compute a copy of a real row, unstored
+  (void)sub;
+  ${indent(coordLines(batchShape, 'bi', bc), '  ')}
+  float q[${DL}], o[${DVL}];
+  #pragma unroll
+  for (int u = 0; u < ${DL}; u++) { const int d = lane + ${LANES} * u; q[u] = d < ${D} ? ${load(k.qSlot, qOff)} : 0.0f; }
+  #pragma unroll
+  for (int u = 0; u < ${DVL}; u++) o[u] = 0.0f;
+  float m = -STOF_INF, l = 0.0f;
+  const float ninf = -STOF_INF;
+  ${tileLoop}
+  // kc: the chunk's first key (not c0: c0, c1, ... are the batch coordinates that the offsets read).
+  for (int kc = j0; kc < j0 + ${tileLen} && kc < ${Sk}; kc += ${C}) {
+    for (int t = (int)threadIdx.x; t < ${C * DP}; t += ${threads}) {
+      const int r = t / ${DP}, d = t % ${DP};
+      const int jt = kc + r < ${Sk} ? kc + r : ${Sk - 1};
+      ks[t] = d < ${D} ? ${load(k.kSlot, kOff)} : 0.0f;
+    }
+    for (int t = (int)threadIdx.x; t < ${C * DVP}; t += ${threads}) {
+      const int r = t / ${DVP}, d = t % ${DVP};
+      const int jt = kc + r < ${Sk} ? kc + r : ${Sk - 1};
+      vs[t] = d < ${Dv} ? ${load(k.vSlot, vOff)} : 0.0f;
+    }
+    __syncthreads();
+    // Keys of this chunk: within the tile and the sequence.
+    const int jn = min(min(${C}, j0 + ${tileLen} - kc), ${Sk} - kc);
+    // Scores of the chunk (registers: the loops are unrolled), then one rescale per chunk.
+    float sc[${C}];
+    float tmax = m;
+    #pragma unroll
+    for (int jj = 0; jj < ${C}; jj++) {
+      float acc = 0.0f;
+      #pragma unroll
+      for (int u = 0; u < ${DL}; u++) acc = fmaf(q[u], ks[jj * ${DP} + lane + ${LANES} * u], acc);
+      // The row's four partial sums: every lane ends with the same bits (addition commutes).
+      acc += __shfl_xor_sync(${shflMask}, acc, 1);
+      acc += __shfl_xor_sync(${shflMask}, acc, 2);
+      float s = ninf;
+      if (jj < jn) {
+        const int j = kc + jj;
+        (void)j;  // a score without a mask does not read it
+        {
+          ${score}
+        }
+        tmax = max_(tmax, s);
+      }
+      sc[jj] = s;
+    }
+    // Only -inf so far: no weight yet (a row of only -inf ends 0/0 = NaN, as the chain gives).
+    if (tmax != ninf) {
+      const float alpha = exp_(m - tmax);
+      l *= alpha;
+      #pragma unroll
+      for (int u = 0; u < ${DVL}; u++) o[u] *= alpha;
+      #pragma unroll
+      for (int jj = 0; jj < ${C}; jj++) {
+        if (jj < jn) {
+          const float p = exp_(sc[jj] - tmax);
+          l += p;
+          #pragma unroll
+          for (int u = 0; u < ${DVL}; u++) o[u] = fmaf(p, vs[jj * ${DVP} + lane + ${LANES} * u], o[u]);
+        }
+      }
+      m = tmax;
+    }
+    __syncthreads();
+  }
+  }
+  if (valid) {
+    #pragma unroll
+    for (int u = 0; u < ${DVL}; u++) {
+      const int e = lane + ${LANES} * u;
+      if (e < ${Dv}) ${store(k, offsetCode(k.out, [...bc, 'i', 'e']), 'o[u] / l')}
+    }
+  }
+}`),
+  };
+}
+
+/**
+ * The mask's tile format (../sparse/mask_format.ts), one block of 256 threads per (mask batch
+ * entry, query block), exactly as the WGSL analysis: every score element of the block is classified
+ * from the mask expression at q·k = 0, tile by tile; then thread 0 lists the non-empty tiles. A
+ * block with a query row that keeps no key lists every tile as partial.
+ */
+export function maskAnalysisCuda(k: AttentionKernel): CudaSource {
+  const m = k.mask;
+  if (m == null) throw new Error('maskAnalysisCuda: the attention kernel has no mask (dense)');
+  const {Sq, Sk} = k;
+  const {Br, Bc, nQT, nKT} = m;
+  const groups = sizeOf(m.maskBatch) * nQT;
+  const coords = m.maskBatch.map((_, i) => `c${i}`);
+  const em = emitter(k, 'a', [...coords, 'i', 'j']);
+  const s0 = em.emit(m.s0);
+  const zero = m.zero ? em.emit(m.zero) : null;
+  const slots = slotsOf(m.zero ? [m.s0, m.zero] : [m.s0]);
+  const words = Math.ceil(Br / 32);
+  return {
+    label: `mask-analysis(Br=${Br},Bc=${Bc})`,
+    bindings: slots,
+    grid: [Math.max(1, groups), 1, 1],
+    block: [256, 1, 1],
+    code: unit(`${signature(k, slots, [], 'unsigned')} {
+  __shared__ unsigned kinds[${nKT}];
+  __shared__ unsigned rowKept[${words}];
+  const int flat = (int)blockIdx.x;
+  const int mb = flat / ${nQT}, qt = flat % ${nQT};
+  ${indent(coordLines(m.maskBatch, 'mb', coords), '  ')}
+  if (threadIdx.x < ${words}u) rowKept[threadIdx.x] = 0u;
+  __syncthreads();
+  for (int kt = 0; kt < ${nKT}; kt++) {
+    int anyKept = 0, notFull = 0;
+    for (int e = (int)threadIdx.x; e < ${Br * Bc}; e += 256) {
+      const int r = e / ${Bc};
+      const int i = qt * ${Br} + r;
+      const int j = kt * ${Bc} + e % ${Bc};
+      if (i < ${Sq} && j < ${Sk}) {
+        ${indent(em.lines, '        ')}
+        const bool kept = !(${s0} <= ${MASKED_AT_OR_BELOW}.0f);  // NaN is kept
+        if (kept) { anyKept = 1; atomicOr(&rowKept[r / 32], 1u << (r % 32)); }
+        if (!kept${zero ? ` || ${zero} == 0.0f` : ' || true'}) notFull = 1;
+      }
+    }
+    // Block-wide OR of the flags (also the barrier before kinds[] is read).
+    const int anyB = __syncthreads_or(anyKept), notFullB = __syncthreads_or(notFull);
+    if (threadIdx.x == 0) kinds[kt] = anyB == 0 ? ${TILE_EMPTY}u : (notFullB == 0 ? ${TILE_FULL}u : ${TILE_PARTIAL}u);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    bool dense = false;
+    for (int r = 0; r < ${Br}; r++) {
+      if (qt * ${Br} + r < ${Sq} && (rowKept[r / 32] & (1u << (r % 32))) == 0u) dense = true;
+    }
+    const unsigned base = (unsigned)flat * ${nKT + 1}u;
+    unsigned n = 0u;
+    for (int kt = 0; kt < ${nKT}; kt++) {
+      const unsigned kind = dense ? ${TILE_PARTIAL}u : kinds[kt];
+      if (kind != ${TILE_EMPTY}u) { out[base + 1u + n] = (unsigned)kt | (kind << 16); n++; }
+    }
+    out[base] = n;
+  }
+}`),
+  };
+}

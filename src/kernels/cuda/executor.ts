@@ -1,0 +1,311 @@
+// Runs planned kernels on a CUDA device: the generated CUDA C (templates_cuda.ts) compiled with
+// NVRTC (cached per source and architecture, in memory and on disk), or cuBLASLt for GEMMs that it
+// computes as planned; buffers from a pooling allocator; every launch and copy on one stream, so
+// they run in order without host synchronization; CUDA events time kernels when asked.
+//
+// The interface follows the WebGPU executor where it can: run(kernel, inputs by slot) returns the
+// output buffer; alias kernels share storage and a grouped GEMM's siblings share its buffer
+// (runPlan binds both). Importable anywhere: CudaExecutor.create() reports why not where CUDA is absent.
+import {sizeOf} from '../../fusion/access';
+import {AttentionKernel, Kernel, Plan, storedShape, ValueInfo} from '../../fusion/planner';
+import {formatWords} from '../sparse/mask_format';
+
+import {DeviceAllocator} from './allocator';
+import {ENTRY, intBuffer} from './cuda_common';
+import {CudaDevice, DevicePtr} from './cuda_device';
+import {cudaLibs, CudaLibs} from './cuda_libs';
+import {LtGemm, ltProblemOf} from './cublaslt';
+import {CubinCache, defaultCacheDir} from './nvrtc';
+import {CudaSource, cudaSourceOf, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
+
+/** A device buffer; shared (alias, grouped GEMM siblings, the app) by reference count. */
+export interface CudaBuffer {
+  readonly ptr: DevicePtr;
+  readonly shape: number[];
+  readonly dtype: string;
+  /** Bytes of the stored elements (4 per element: bool and int32 are stored as int32, as on WebGPU). */
+  readonly bytes: number;
+  refs: number;
+}
+
+export interface CudaExecutorOptions {
+  /** Device ordinal (default 0). */
+  device?: number;
+  /** Where compiled kernels are kept between processes; null: memory only. Default: defaultCacheDir(). */
+  cacheDir?: string|null;
+  /** GEMM arithmetic: 'fp32' (default, exact) or 'tf32' (tensor cores, ~1e-3 relative). */
+  gemm?: GemmPrecision;
+  /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
+  cublasLt?: boolean;
+}
+
+/** Per-kernel time of a profiled run, filled by collectTimes(). */
+export interface Timed {
+  ms?: number;
+}
+
+interface Loaded {
+  source: CudaSource;
+  fn: bigint;
+}
+
+const isIntType = (dtype: string) => dtype === 'bool' || dtype === 'int32';
+
+export class CudaExecutor {
+  readonly device: CudaDevice;
+  private readonly pool: DeviceAllocator;
+  private readonly cubins: CubinCache;
+  private readonly modules = new Map<string, Loaded>();
+  private readonly byKernel = new WeakMap<Kernel, Loaded>();
+  private readonly modulesLoaded: bigint[] = [];
+  private lt: LtGemm|null;
+  private readonly gemm: GemmPrecision;
+  private timings: Array<{start: bigint, end: bigint, timed: Timed}> = [];
+  private readonly spareEvents: bigint[] = [];
+  /** Launches of the last run() (an attention kernel with an uncached mask: two). */
+  lastDispatches = 1;
+  readonly sparse = true;
+
+  /** The executor, or why there is none on this machine (one sentence). */
+  static create(options: CudaExecutorOptions = {}): CudaExecutor|{available: false, reason: string} {
+    const libs = cudaLibs();
+    if (!libs.available) return {available: false, reason: libs.reason!};
+    try {
+      return new CudaExecutor(libs, options);
+    } catch (e) {
+      return {available: false, reason: `CUDA device initialisation failed: ${(e as Error).message}`};
+    }
+  }
+
+  constructor(libs: CudaLibs, options: CudaExecutorOptions = {}) {
+    if (!libs.available) throw new Error(`CudaExecutor: ${libs.reason}`);
+    this.device = new CudaDevice(libs.driver!, options.device ?? 0);
+    this.pool = new DeviceAllocator(this.device);
+    const version = [0], minor = [0];
+    libs.nvrtc!['nvrtcVersion'](version, minor);
+    const cacheDir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
+    this.cubins = new CubinCache(libs.nvrtc!, cacheDir, `nvrtc${version[0]}.${minor[0]}`);
+    this.gemm = options.gemm ?? 'fp32';
+    this.lt = null;
+    if ((options.cublasLt ?? true) && libs.cublasLt) {
+      try {
+        this.lt = new LtGemm(libs.cublasLt, this.device);
+      } catch (e) {  // the generated GEMM serves every case: say why cuBLASLt is not used, go on
+        console.warn(`tfjs-backend-stof: cuBLASLt not used: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  // ---- buffers ----------------------------------------------------------------------------------
+
+  alloc(shape: number[], dtype: string): CudaBuffer {
+    const bytes = 4 * sizeOf(shape);
+    return {ptr: this.pool.alloc(bytes).ptr, shape, dtype, bytes, refs: 1};
+  }
+
+  upload(values: ArrayLike<number>, shape: number[], dtype: string): CudaBuffer {
+    if (values.length !== sizeOf(shape)) throw new Error(`CudaExecutor.upload: ${values.length} values for shape [${shape}]`);
+    const buf = this.alloc(shape, dtype);
+    const host = isIntType(dtype) ? (values instanceof Int32Array ? values : Int32Array.from(values)) :
+                                    (values instanceof Float32Array ? values : Float32Array.from(values));
+    this.device.upload(buf.ptr, host);
+    return buf;
+  }
+
+  /** The buffer's values (waits for the queued work); bool and int32 come back as Int32Array. */
+  read(buf: CudaBuffer, elements = sizeOf(buf.shape)): Float32Array|Int32Array {
+    const out = isIntType(buf.dtype) ? new Int32Array(elements) : new Float32Array(elements);
+    this.device.download(out, buf.ptr);
+    return out;
+  }
+
+  retain(buf: CudaBuffer): CudaBuffer {
+    buf.refs++;
+    return buf;
+  }
+
+  release(buf: CudaBuffer) {
+    if (buf.refs <= 0) throw new Error(`CudaExecutor.release: buffer [${buf.shape}] released more often than retained`);
+    if (--buf.refs === 0) this.pool.release(buf.ptr);
+  }
+
+  // ---- compilation ------------------------------------------------------------------------------
+
+  private load(source: CudaSource): Loaded {
+    const hit = this.modules.get(source.code);
+    if (hit) return hit;
+    const arch = this.device.arch;
+    let module: bigint;
+    try {
+      module = this.device.loadModule(this.cubins.get(source.code, arch));
+    } catch {
+      this.cubins.forget(source.code, arch);  // a stale or corrupt cache file: compile again
+      module = this.device.loadModule(this.cubins.get(source.code, arch));
+    }
+    this.modulesLoaded.push(module);
+    const loaded = {source, fn: this.device.getFunction(module, ENTRY)};
+    this.modules.set(source.code, loaded);
+    return loaded;
+  }
+
+  private compiled(k: Kernel): Loaded {
+    let c = this.byKernel.get(k);
+    if (c == null) this.byKernel.set(k, c = this.load(cudaSourceOf(k, {gemm: this.gemm})));
+    return c;
+  }
+
+  /** CUDA C of a kernel (explain() and tests). */
+  source(k: Kernel): string {
+    return cudaSourceOf(k, {gemm: this.gemm}).code;
+  }
+
+  // ---- launches ---------------------------------------------------------------------------------
+
+  private event(): bigint {
+    return this.spareEvents.pop() ?? this.device.createEvent();
+  }
+
+  private launch(loaded: Loaded, params: Array<bigint|number>, timed?: Timed) {
+    const {grid, block} = loaded.source;
+    this.timedLaunch(() => this.device.launch(loaded.fn, grid, block, params), timed);
+  }
+
+  private timedLaunch(f: () => void, timed?: Timed) {
+    if (timed == null) { f(); return; }
+    const start = this.event(), end = this.event();
+    this.device.record(start);
+    f();
+    this.device.record(end);
+    this.timings.push({start, end, timed});
+  }
+
+  /** Runs `k` on the buffers of its input slots; returns its output buffer (refs = 1). */
+  run(k: Kernel, inputs: CudaBuffer[], timed?: Timed): CudaBuffer {
+    if (k.template === 'alias') return this.retain(inputs[0]);
+    if (inputs.length !== k.inputs.length) throw new Error(`CudaExecutor.run: ${k.template} kernel reads ${k.inputs.length} inputs, got ${inputs.length}`);
+    k.inputs.forEach((v, i) => {
+      if (inputs[i].bytes < 4 * sizeOf(v.shape)) throw new Error(`CudaExecutor.run: input ${i} holds [${inputs[i].shape}], the kernel reads [${v.shape}]`);
+      if (intBuffer(v) !== isIntType(inputs[i].dtype)) throw new Error(`CudaExecutor.run: input ${i} is ${inputs[i].dtype}, the kernel reads ${v.storage ?? v.dtype}`);
+    });
+    this.device.makeCurrent();
+    this.lastDispatches = 1;
+    const out = this.alloc(storedShape(k), k.output.dtype);
+    const lt = this.lt && k.template === 'gemm' ? ltProblemOf(k) : null;
+    if (lt && k.template === 'gemm') {
+      const bias = lt.biasSlot != null ? inputs[lt.biasSlot].ptr : null;
+      const [a, b] = [inputs[k.aSlot].ptr, inputs[k.bSlot].ptr];
+      this.timedLaunch(() => this.lt!.run(lt, a, b, out.ptr, bias, this.gemm === 'tf32'), timed);
+      return out;
+    }
+    const loaded = this.compiled(k);
+    const params: Array<bigint|number> = [out.ptr, ...loaded.source.bindings.map(slot => inputs[slot].ptr)];
+    if (k.template === 'attention' && k.mask) params.push(this.tileFormat(k, inputs).ptr);
+    this.launch(loaded, params, timed);
+    return out;
+  }
+
+  /**
+   * Runs a plan: `values` holds a buffer for every stored value the plan reads; each kernel's output
+   * (and a grouped GEMM's siblings, an alias's output) is added to it. The caller releases them.
+   */
+  runPlan(plan: Plan, values: Map<ValueInfo, CudaBuffer>, timed?: (k: Kernel) => Timed|undefined): Map<ValueInfo, CudaBuffer> {
+    for (const k of plan.kernels) {
+      const inputs = k.inputs.map(v => {
+        const b = values.get(v);
+        if (b == null) throw new Error(`CudaExecutor.runPlan: no buffer for an input [${v.shape}] ${v.dtype} of a ${k.template} kernel`);
+        return b;
+      });
+      const out = this.run(k, inputs, timed?.(k));
+      values.set(k.output, out);
+      if (k.template === 'gemm' && k.group) for (const s of k.group.siblings) values.set(s, this.retain(out));
+    }
+    return values;
+  }
+
+  /** Fills the `ms` of the kernels timed since the last call (waits for them). */
+  collectTimes() {
+    for (const t of this.timings) {
+      t.timed.ms = (t.timed.ms ?? 0) + this.device.elapsed(t.start, t.end);
+      this.spareEvents.push(t.start, t.end);
+    }
+    this.timings = [];
+  }
+
+  synchronize() {
+    this.device.synchronize();
+  }
+
+  // ---- the mask's tile format, made once per mask ------------------------------------------------
+
+  private readonly tileFormats = new Map<string, {buffer: CudaBuffer, inputs: CudaBuffer[]}>();
+  private readonly analysisIndex = new Map<string, number>();
+  private readonly bufferIds = new WeakMap<CudaBuffer, number>();
+  private nextId = 0;
+  private static readonly MAX_FORMATS = 32;
+
+  private idOf(b: CudaBuffer): number {
+    let n = this.bufferIds.get(b);
+    if (n == null) this.bufferIds.set(b, n = this.nextId++);
+    return n;
+  }
+
+  private tileFormat(k: AttentionKernel, inputs: CudaBuffer[]): CudaBuffer {
+    const source = maskAnalysisCuda(k);
+    const loaded = this.load(source);
+    const used = source.bindings.map(slot => inputs[slot]);
+    let index = this.analysisIndex.get(source.code);
+    if (index == null) this.analysisIndex.set(source.code, index = this.analysisIndex.size);
+    const key = `${index}|${used.map(b => this.idOf(b)).join(',')}`;
+    const hit = this.tileFormats.get(key);
+    if (hit) {  // most recently used last
+      this.tileFormats.delete(key);
+      this.tileFormats.set(key, hit);
+      return hit.buffer;
+    }
+    // Formats of masks that were released (their memory may hold another tensor now) go, then the oldest.
+    for (const [kk, e] of this.tileFormats) if (e.inputs.some(b => b.refs <= 0)) this.dropFormat(kk);
+    while (this.tileFormats.size >= CudaExecutor.MAX_FORMATS) this.dropFormat(this.tileFormats.keys().next().value!);
+    const buffer = this.alloc([formatWords(k.mask!)], 'int32');
+    this.launch(loaded, [buffer.ptr, ...used.map(b => b.ptr)]);
+    this.lastDispatches = 2;
+    this.tileFormats.set(key, {buffer, inputs: used});
+    return buffer;
+  }
+
+  private dropFormat(key: string) {
+    const e = this.tileFormats.get(key)!;
+    this.tileFormats.delete(key);
+    this.release(e.buffer);
+  }
+
+  /** Statistics for profile(): compiles, disk-cache hits, memory held. */
+  stats() {
+    return {compiles: this.cubins.compiles, diskHits: this.cubins.diskHits, modules: this.modules.size, heldBytes: this.pool.held,
+            inUseBytes: this.pool.inUse};
+  }
+
+  /**
+   * After a kernel fault (the context refuses all work, see CudaDevice.healthy): resets the device's
+   * primary context, which frees what this executor and every other one on the device held. They
+   * are all unusable after; create new ones.
+   */
+  abandon() {
+    this.timings = [];
+    this.spareEvents.length = 0;
+    this.modules.clear();
+    this.device.resetContext();
+  }
+
+  dispose() {
+    this.device.makeCurrent();
+    this.device.synchronize();
+    for (const key of [...this.tileFormats.keys()]) this.dropFormat(key);
+    this.lt?.dispose();
+    for (const e of this.spareEvents) this.device.destroyEvent(e);
+    for (const t of this.timings) { this.device.destroyEvent(t.start); this.device.destroyEvent(t.end); }
+    this.pool.dispose();
+    for (const m of this.modulesLoaded) this.device.unloadModule(m);
+    this.modules.clear();
+    this.device.dispose();
+  }
+}

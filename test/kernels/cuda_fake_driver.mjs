@@ -1,0 +1,53 @@
+// A stand-in for libcuda, NVRTC and cuBLASLt with the same call signatures as the koffi bindings of
+// src/kernels/cuda/cuda_libs.ts: memory is host memory, launches and matmuls only count. It checks
+// the executor's bookkeeping (allocator, plans, tile-format cache, events, disposal) on machines
+// without a GPU; the numbers come from bench/cuda_check.mjs on the GPU machine.
+export function fakeCudaLibs() {
+  const memory = new Map();  // base pointer -> Uint8Array
+  let next = 0x10000n;
+  const counts = {launches: 0, allocs: 0, frees: 0, matmuls: 0, compiles: 0};
+  const bytesAt = ptr => {
+    for (const [base, mem] of memory) if (ptr >= base && ptr < base + BigInt(mem.length)) return mem.subarray(Number(ptr - base));
+    throw new Error(`fake CUDA: 0x${ptr.toString(16)} is not allocated`);
+  };
+  const handle = () => (next += 0x100n);
+  const out = (box, v) => { box[0] = typeof box[0] === 'bigint' ? BigInt(v) : v; return 0; };
+  const driver = {
+    cuInit: () => 0, cuDeviceGetCount: n => out(n, 1), cuDeviceGet: d => out(d, 0),
+    cuDeviceGetName: buf => { buf.write('Fake GPU\0'); return 0; },
+    cuDeviceGetAttribute: (v, a) => out(v, {75: 9, 76: 0, 16: 132, 97: 232448}[a] ?? 0),
+    cuDevicePrimaryCtxRetain: c => out(c, handle()), cuDevicePrimaryCtxRelease_v2: () => 0, cuCtxSetCurrent: () => 0,
+    cuMemAlloc_v2: (p, bytes) => { const base = (next += 0x100000n + BigInt(bytes)); memory.set(base, new Uint8Array(bytes)); counts.allocs++; return out(p, base); },
+    cuMemFree_v2: p => { if (!memory.delete(p)) throw new Error('fake CUDA: double free'); counts.frees++; return 0; },
+    cuMemcpyHtoDAsync_v2: (dst, src, n) => { bytesAt(dst).set(new Uint8Array(src.buffer, src.byteOffset, n)); return 0; },
+    cuMemcpyDtoH_v2: (dst, src, n) => { new Uint8Array(dst.buffer, dst.byteOffset, n).set(bytesAt(src).subarray(0, n)); return 0; },
+    cuModuleLoadData: m => out(m, handle()), cuModuleUnload: () => 0, cuModuleGetFunction: f => out(f, handle()),
+    cuFuncSetAttribute: () => 0,
+    cuLaunchKernel: (fn, gx, gy, gz, bx, by, bz, smem, stream, params) => {
+      if (gx < 1 || gy < 1 || gz < 1 || gy > 65535 || gz > 65535 || bx * by * bz > 1024) throw new Error(`fake CUDA: bad launch ${[gx, gy, gz, bx, by, bz]}`);
+      for (const p of params) if (p instanceof BigUint64Array) bytesAt(p[0]);  // every pointer is live
+      counts.launches++;
+      return 0;
+    },
+    cuStreamCreate: s => out(s, handle()), cuStreamSynchronize: () => 0, cuStreamDestroy_v2: () => 0,
+    cuEventCreate: e => out(e, handle()), cuEventRecord: () => 0, cuEventSynchronize: () => 0,
+    cuEventElapsedTime_v2: ms => { ms[0] = 0.01; return 0; }, cuEventDestroy_v2: () => 0,
+    cuGetErrorName: (e, s) => out(s, 'FAKE_ERROR'), cuGetErrorString: (e, s) => out(s, 'fake error'),
+  };
+  const nvrtc = {
+    nvrtcVersion: (a, b) => { a[0] = 13; b[0] = 0; return 0; },
+    nvrtcCreateProgram: p => out(p, handle()), nvrtcCompileProgram: () => { counts.compiles++; return 0; },
+    nvrtcGetProgramLogSize: (p, s) => out(s, 1), nvrtcGetProgramLog: () => 0, nvrtcGetCUBINSize: (p, s) => out(s, 16),
+    nvrtcGetCUBIN: () => 0, nvrtcDestroyProgram: () => 0, nvrtcGetErrorString: () => 'fake',
+  };
+  const cublasLt = {
+    cublasLtCreate: h => out(h, handle()), cublasLtDestroy: () => 0,
+    cublasLtMatmulDescCreate: d => out(d, handle()), cublasLtMatmulDescDestroy: () => 0, cublasLtMatmulDescSetAttribute: () => 0,
+    cublasLtMatrixLayoutCreate: l => out(l, handle()), cublasLtMatrixLayoutDestroy: () => 0, cublasLtMatrixLayoutSetAttribute: () => 0,
+    cublasLtMatmulPreferenceCreate: p => out(p, handle()), cublasLtMatmulPreferenceDestroy: () => 0, cublasLtMatmulPreferenceSetAttribute: () => 0,
+    cublasLtMatmulAlgoGetHeuristic: (h, d, a, b, c, dd, p, n, results, returned) => { returned[0] = 1; return 0; },
+    cublasLtMatmul: (h, desc, alpha, a, al, b, bl, beta, c, cl, d) => { bytesAt(a); bytesAt(b); bytesAt(d); counts.matmuls++; return 0; },
+  };
+  return {libs: {available: true, reason: null, driver, nvrtc, cublasLt, nvrtcReason: null, cublasLtReason: null, paths: {}},
+          log: {counts, memory}};
+}
