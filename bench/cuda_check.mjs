@@ -5,12 +5,14 @@
 // CUDA event time per launch, a list of the failed cases at the end, and exits 1 on any failure. A
 // kernel fault fails its own case only: the context is reset and the run goes on.
 //
-//   npm run build && node bench/cuda_check.mjs [--quick] [--iters N] [--only SUBSTRING]
+//   npm run build && node bench/cuda_check.mjs [--quick] [--iters N] [--only SUBSTRING[,SUBSTRING...]]
 //
 // Bounds: fp32 paths 1e-4. tf32 GEMMs (tensor cores, inputs rounded to 10-bit mantissas) 5e-3: for
 // K = 768 and these magnitudes the expected error is ~5e-4. Every GEMM case runs four ways: the
 // generated template in fp32 and tf32, and with cuBLASLt taking the GEMMs it can (bias / plain).
+import {spawn} from 'node:child_process';
 import {register} from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 
 register('../scripts/esm_js_resolve.mjs', import.meta.url);
@@ -23,7 +25,12 @@ const {evaluateKernel} = await load('src/kernels/cpu/executor.js');
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const iters = argv.includes('--iters') ? Number(argv[argv.indexOf('--iters') + 1]) : 10;
-const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : null;
+/** --only A,B: the cases whose names contain A or B. */
+const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
+/** --precompile K/N: only compile part K of N of the kernels into the disk cache (what --jobs runs). */
+const precompile = argv.includes('--precompile') ? argv[argv.indexOf('--precompile') + 1].split('/').map(Number) : null;
+/** --jobs N: processes that fill the NVRTC disk cache in parallel first (default 8; 1: none). */
+const jobs = argv.includes('--jobs') ? Number(argv[argv.indexOf('--jobs') + 1]) : Math.min(8, os.availableParallelism());
 const FP32_BOUND = 1e-4, TF32_BOUND = 5e-3;
 
 // ---- cases ---------------------------------------------------------------------------------------
@@ -111,13 +118,37 @@ function recoverIfFaulted(ex, name) {
   return true;
 }
 
+const selected = cases.filter(({c}) => !only || only.some(o => c.name.includes(o)));
+if (precompile) {
+  // One part of the kernels, every mode's source: compiled and written to the disk cache.
+  const [part, parts] = precompile;
+  let n = 0;
+  selected.forEach(({c, modes}, i) => {
+    if (i % parts !== part) return;
+    for (const mode of modes) for (const k of c.plan.kernels) { executor(mode.options).prepare(k); n++; }
+  });
+  for (const e of executors.values()) e.dispose();
+  process.exit(0);
+}
+const t0 = Date.now();
+if (jobs > 1) {
+  // NVRTC takes seconds for an unrolled attention kernel: compile in parallel, then run from the cache.
+  const t = Date.now();
+  const pass = argv.filter((a, i) => a !== '--jobs' && argv[i - 1] !== '--jobs');
+  const codes = await Promise.all(Array.from({length: jobs}, (_, part) => new Promise(resolve => {
+    const p = spawn(process.execPath, [new URL(import.meta.url).pathname, ...pass, '--precompile', `${part}/${jobs}`], {stdio: ['ignore', 'inherit', 'inherit']});
+    p.on('close', resolve);
+  })));
+  // A part that failed compiles again below, in the case that needs it (and fails there, named).
+  console.log(`# precompiled in ${jobs} processes: ${((Date.now() - t) / 1000).toFixed(1)} s${codes.some(c => c !== 0) ? ` (exit codes ${codes})` : ''}`);
+}
+
 let failed = 0, passed = 0;
 const failures = [];
 const first = executor(fp32[0].options);
-console.log(`# ${first.device.name} (${first.device.arch}, ${first.device.multiprocessors} SMs), ${cases.length} cases, ${iters} timed runs each`);
+console.log(`# ${first.device.name} (${first.device.arch}, ${first.device.multiprocessors} SMs), ${selected.length} cases, ${iters} timed runs each`);
 const references = new Map();
-for (const {c, modes, refKey} of cases) {
-  if (only && !c.name.includes(only)) continue;
+for (const {c, modes, refKey} of selected) {
   let expected = refKey && references.get(refKey);
   try { expected ??= reference(c); } catch (e) { console.log(`FAIL ${c.name}: CPU reference: ${e.message}`); failed++; continue; }
   if (refKey) references.set(refKey, expected);
@@ -167,7 +198,7 @@ for (const {c, modes, refKey} of cases) {
   }
 }
 const stats = [...retired, ...[...executors.values()].map(e => e.stats())];
-console.log(`\n${passed} passed, ${failed} failed; NVRTC compiles ${stats.reduce((s, x) => s + x.compiles, 0)}, disk-cache hits ${stats.reduce((s, x) => s + x.diskHits, 0)}`);
+console.log(`\n${passed} passed, ${failed} failed; NVRTC compiles ${stats.reduce((s, x) => s + x.compiles, 0)}, disk-cache hits ${stats.reduce((s, x) => s + x.diskHits, 0)}; ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 if (failures.length) console.log(`failed: ${failures.join(', ')}`);
 for (const e of executors.values()) e.dispose();
 process.exit(failed ? 1 : 0);

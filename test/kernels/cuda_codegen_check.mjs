@@ -136,6 +136,8 @@ for (const c of cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-
     const {libs, log} = fakeCudaLibs();
     const ex = new CudaExecutor(libs, {cacheDir: null});
     const inputs = new Map([...c.data].map(([v, d]) => [v, ex.upload(d, v.shape, v.dtype)]));
+    c.plan.kernels.forEach(k => ex.prepare(k));  // compiles everything that the runs launch
+    const prepared = log.counts.compiles;
     for (let rep = 0; rep < 2; rep++) {
       const values = ex.runPlan(c.plan, new Map(inputs), () => ({}));
       ex.collectTimes();
@@ -146,6 +148,7 @@ for (const c of cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-
     ex.dispose();
     const {allocs, frees, launches, matmuls} = log.counts;
     if (allocs !== frees || log.memory.size !== 0) throw new Error(`${allocs} allocations, ${frees} frees`);
+    if (log.counts.compiles !== prepared) throw new Error(`${log.counts.compiles - prepared} compiles after prepare()`);
     executorLines.push(`PASS executor on a stand-in driver: ${c.name} (${launches} launches, ${matmuls} cuBLASLt)`);
   } catch (e) {
     executorLines.push(`FAIL executor on a stand-in driver: ${c.name}: ${e.message}`);

@@ -154,6 +154,18 @@ export class CudaExecutor {
     return c;
   }
 
+  /**
+   * Compiles and loads what run(k) launches (its kernel, and a block-sparse attention kernel's mask
+   * analysis) without running it: warms the caches before timing, or fills the disk cache from
+   * several processes at once. GEMMs that cuBLASLt computes need nothing.
+   */
+  prepare(k: Kernel) {
+    if (k.template === 'alias' || (this.lt && k.template === 'gemm' && ltProblemOf(k))) return;
+    this.device.makeCurrent();
+    this.compiled(k);
+    if (k.template === 'attention' && k.mask) this.load(maskAnalysisCuda(k));
+  }
+
   /** CUDA C of a kernel (explain() and tests). */
   source(k: Kernel): string {
     return cudaSourceOf(k, {gemm: this.gemm}).code;
