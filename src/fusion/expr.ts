@@ -128,3 +128,10 @@ export function evalBinary(op: BinaryOp, a: number, b: number): number {
     case 'eq': return a === b ? 1 : 0;
   }
 }
+
+/** Slots the expressions read, in first-use order. */
+export function slotsOf(exprs: Expr[]): number[] {
+  const out: number[] = [];
+  for (const e of exprs) walk(e, x => { if (x.k === 'in' && !out.includes(x.slot)) out.push(x.slot); });
+  return out;
+}

@@ -1,7 +1,8 @@
 // What every CUDA template shares: the launch description, the kernel signature (output, then the
 // inputs it reads in binding order), int/float storage, and coordinates from a linear index.
 import {contiguousStrides, sizeOf} from '../../fusion/access';
-import {Expr, walk} from '../../fusion/expr';
+export {slotsOf} from '../../fusion/expr';
+import {Expr} from '../../fusion/expr';
 import type {Kernel, ValueInfo} from '../../fusion/planner';
 
 import {CudaExprEmitter, CUDA_HELPERS, offsetCode} from './cuda_expr';
@@ -57,13 +58,6 @@ export function store(k: Kernel, index: string, value: string): string {
 /** An expression emitter over named coordinates (a leaf binder for acc / rv where the template has them). */
 export function emitter(k: Kernel, prefix: string, coords: string[], leaf?: (e: Expr) => string|null, linear?: string) {
   return new CudaExprEmitter(prefix, loader(k), m => offsetCode(m, coords, linear), leaf);
-}
-
-/** Slots the expressions read, in first-use order. */
-export function slotsOf(exprs: Expr[]): number[] {
-  const out: number[] = [];
-  for (const e of exprs) walk(e, x => { if (x.k === 'in' && !out.includes(x.slot)) out.push(x.slot); });
-  return out;
 }
 
 /** `const int cN = ...;` for each coordinate of the linear index `idx` over `shape`. */

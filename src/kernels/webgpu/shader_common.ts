@@ -1,7 +1,7 @@
 // Pieces every WGSL template shares: the shader record, the dispatch grid, buffer declarations,
 // typed loads and stores, and domain coordinates.
 import {contiguousStrides} from '../../fusion/access';
-import {Expr, walk} from '../../fusion/expr';
+export {slotsOf} from '../../fusion/expr';
 import {Kernel, ValueInfo} from '../../fusion/planner';
 
 export interface Shader {
@@ -39,13 +39,6 @@ export function loader(k: Kernel) {
 
 export function store(k: Kernel, index: string, value: string): string {
   return isInt(k.output.dtype) ? `out[${index}] = i32(${value} != 0.0);` : `out[${index}] = ${value};`;
-}
-
-/** Slots an expression reads, in first-use order. */
-export function slotsOf(exprs: Expr[]): number[] {
-  const out: number[] = [];
-  for (const e of exprs) walk(e, x => { if (x.k === 'in' && !out.includes(x.slot)) out.push(x.slot); });
-  return out;
 }
 
 /** `let cN = ...` for each domain coordinate of the linear index `idx` over `shape`. */
