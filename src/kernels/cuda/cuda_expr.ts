@@ -3,6 +3,7 @@
 // structural key). Access maps use the same index arithmetic as WGSL (C has the same syntax), so
 // offsetCode is shared.
 import {Expr, exprKey} from '../../fusion/expr';
+import {opTables} from '../expr_ops';
 
 export {offsetCode} from '../webgpu/wgsl_expr';
 
@@ -62,19 +63,7 @@ __device__ __forceinline__ float pow_(float a, float b) {
 __device__ __forceinline__ float b2f(bool c) { return c ? 1.0f : 0.0f; }
 `;
 
-const UNARY: Record<string, (a: string) => string> = {
-  neg: a => `(-${a})`, exp: a => `exp_(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
-  rsqrt: a => `rsqrt_(${a})`, erf: a => `erf_(${a})`, tanh: a => `tanh_(${a})`, sigmoid: a => `sigmoid_(${a})`,
-  relu: a => `relu_(${a})`, relu6: a => `relu6_(${a})`, elu: a => `elu_(${a})`, square: a => `(${a} * ${a})`,
-  abs: a => `fabsf(${a})`, ne0: a => `b2f(${a} != 0.0f)`,
-};
-const BINARY: Record<string, (a: string, b: string) => string> = {
-  add: (a, b) => `(${a} + ${b})`, sub: (a, b) => `(${a} - ${b})`, mul: (a, b) => `(${a} * ${b})`,
-  div: (a, b) => `(${a} / ${b})`, max: (a, b) => `max_(${a}, ${b})`, min: (a, b) => `min_(${a}, ${b})`,
-  pow: (a, b) => `pow_(${a}, ${b})`, sqdiff: (a, b) => `((${a} - ${b}) * (${a} - ${b}))`,
-  gt: (a, b) => `b2f(${a} > ${b})`, ge: (a, b) => `b2f(${a} >= ${b})`, lt: (a, b) => `b2f(${a} < ${b})`,
-  le: (a, b) => `b2f(${a} <= ${b})`, eq: (a, b) => `b2f(${a} == ${b})`,
-};
+const {unary: UNARY, binary: BINARY} = opTables({abs: 'fabsf', zero: '0.0f'});
 
 /** Emits `const float` statements for expressions; `emit` returns the name (or literal) of a value. */
 export class CudaExprEmitter {

@@ -2,6 +2,7 @@
 // structural key), so a value used twice (GELU's x, LayerNorm's centred x) is computed once.
 import {AccessMap, isIdentity} from '../../fusion/access';
 import {Expr, exprKey} from '../../fusion/expr';
+import {opTables} from '../expr_ops';
 
 /** An f32 literal (WGSL has no Infinity/NaN literals: those come from helper functions). */
 export function f32(v: number): string {
@@ -70,19 +71,7 @@ fn pow_(a: f32, b: f32) -> f32 {
 fn b2f(c: bool) -> f32 { return select(0.0, 1.0, c); }
 `;
 
-const UNARY: Record<string, (a: string) => string> = {
-  neg: a => `(-${a})`, exp: a => `exp_(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
-  rsqrt: a => `rsqrt_(${a})`, erf: a => `erf_(${a})`, tanh: a => `tanh_(${a})`, sigmoid: a => `sigmoid_(${a})`,
-  relu: a => `relu_(${a})`, relu6: a => `relu6_(${a})`, elu: a => `elu_(${a})`, square: a => `(${a} * ${a})`,
-  abs: a => `abs(${a})`, ne0: a => `b2f(${a} != 0.0)`,
-};
-const BINARY: Record<string, (a: string, b: string) => string> = {
-  add: (a, b) => `(${a} + ${b})`, sub: (a, b) => `(${a} - ${b})`, mul: (a, b) => `(${a} * ${b})`,
-  div: (a, b) => `(${a} / ${b})`, max: (a, b) => `max_(${a}, ${b})`, min: (a, b) => `min_(${a}, ${b})`,
-  pow: (a, b) => `pow_(${a}, ${b})`, sqdiff: (a, b) => `((${a} - ${b}) * (${a} - ${b}))`,
-  gt: (a, b) => `b2f(${a} > ${b})`, ge: (a, b) => `b2f(${a} >= ${b})`, lt: (a, b) => `b2f(${a} < ${b})`,
-  le: (a, b) => `b2f(${a} <= ${b})`, eq: (a, b) => `b2f(${a} == ${b})`,
-};
+const {unary: UNARY, binary: BINARY} = opTables({abs: 'abs', zero: '0.0'});
 
 /** Emits `let` statements for an expression; returns the name (or literal) of its value. */
 export class ExprEmitter {
