@@ -29,6 +29,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as stof from 'tfjs-backend-stof';
 
+import {rowDiff} from './attention_reference.mjs';
 import {seeded} from './encoder_layer.mjs';
 import {maxRelDiff, timeCalls} from './timing.mjs';
 
@@ -118,29 +119,12 @@ function sampleRows(S) {
 
 /** Max relative difference of `out` on the sampled rows against softmax(scale q kᵀ + mask) v in float64. */
 function refDiff(x, out, scale) {
-  const {S, q, k, v, mask} = x;
+  const {S, mask} = x;
   let worst = 0;
-  const p = new Float64Array(S);
   for (const [b, h, i] of sampleRows(S)) {
-    const base = (b * H + h) * S;
     const visible = j => mask == null ? true : mask.lengths != null ? j < mask.lengths[b] : mask.keep[i * S + j] === 1;
-    let max = -Infinity;
-    for (let j = 0; j < S; j++) {
-      if (!visible(j)) { p[j] = -Infinity; continue; }
-      let dot = 0;
-      for (let d = 0; d < D; d++) dot += q[(base + i) * D + d] * k[(base + j) * D + d];
-      p[j] = dot * scale;
-      max = Math.max(max, p[j]);
-    }
-    let sum = 0;
-    for (let j = 0; j < S; j++) { p[j] = Math.exp(p[j] - max); sum += p[j]; }
-    for (let d = 0; d < D; d++) {
-      let acc = 0;
-      for (let j = 0; j < S; j++) if (p[j] !== 0) acc += p[j] * v[(base + j) * D + d];
-      const ref = acc / sum, got = out[(base + i) * D + d];
-      const e = Math.abs(got - ref) / Math.max(1, Math.abs(ref));
-      if (!(e <= worst)) worst = Number.isNaN(e) ? Infinity : e;
-    }
+    const e = rowDiff(x, out, (b * H + h) * S, i, S, D, scale, visible);
+    if (!(e <= worst)) worst = e;
   }
   return worst;
 }

@@ -8,8 +8,10 @@
 //   npm run build && node bench/cuda_check.mjs [--quick] [--iters N] [--only SUBSTRING[,SUBSTRING...]]
 //
 // Bounds: fp32 paths 1e-4. tf32 GEMMs (tensor cores, inputs rounded to 10-bit mantissas) 5e-3: for
-// K = 768 and these magnitudes the expected error is ~5e-4. Every GEMM case runs four ways: the
-// generated template in fp32 and tf32, and with cuBLASLt taking the GEMMs it can (bias / plain).
+// K = 768 and these magnitudes the expected error is ~5e-4. fp16 attention (tensor cores, executor
+// option attention: 'fp16') 1e-2: q, k, v and the softmax weights rounded to 11-bit mantissas.
+// Every GEMM case runs four ways: the generated template in fp32 and tf32, and with cuBLASLt taking
+// the GEMMs it can (bias / plain).
 import {spawn} from 'node:child_process';
 import {register} from 'node:module';
 import os from 'node:os';
@@ -21,6 +23,7 @@ const load = p => import(path.join(root, 'build/tsc', p));
 const P = await load('test/kernels/cuda_plans.js');
 const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
 const {evaluateKernel} = await load('src/kernels/cpu/executor.js');
+const {cudaSourceOf} = await load('src/kernels/cuda/templates_cuda.js');
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -31,7 +34,7 @@ const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',
 const precompile = argv.includes('--precompile') ? argv[argv.indexOf('--precompile') + 1].split('/').map(Number) : null;
 /** --jobs N: processes that fill the NVRTC disk cache in parallel first (default 8; 1: none). */
 const jobs = argv.includes('--jobs') ? Number(argv[argv.indexOf('--jobs') + 1]) : Math.min(8, os.availableParallelism());
-const FP32_BOUND = 1e-4, TF32_BOUND = 5e-3;
+const FP32_BOUND = 1e-4, TF32_BOUND = 5e-3, FP16_BOUND = 1e-2;
 
 // ---- cases ---------------------------------------------------------------------------------------
 const cases = [];  // {case, modes: [{name, options, bound}]}
@@ -42,15 +45,36 @@ const gemmModes = [...fp32, {name: 'fp32+cublasLt', options: {gemm: 'fp32', cubl
 for (const c of P.elementwiseCases()) cases.push({c, modes: fp32});
 for (const c of P.rowCases()) cases.push({c, modes: fp32});
 for (const c of P.gemmCases()) cases.push({c, modes: gemmModes});
+// Attention in fp16 (tensor cores, attention_mma_cuda.ts; shapes it does not take run fp32): fp16
+// inputs and weights, fp32 accumulation, bound 1e-2.
+const fp16 = {name: 'fp16', options: {gemm: 'fp32', cublasLt: false, attention: 'fp16'}, bound: FP16_BOUND};
 for (const S of quick ? [128] : [128, 1000]) {
   for (const D of [64, 80]) {
     // The rarer forms at the short length only: the float64 reference is O(S²·D) in JavaScript
     // (about 7 s per head at S = 1000); dense and block-sparse plans share one reference.
     for (const form of S > 500 ? ['none', 'causal', 'sliding', 'padding'] : P.MASK_FORMS) {
       for (const attention of form === 'none' ? ['dense'] : ['dense', 'blockwise']) {
-        cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: fp32,
+        cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: [...fp32, fp16],
                     refKey: `${S}/${D}/${form}`});
       }
+      // CUDA's tiles (Br = 64, Bc = 32: what the executor's plans use), fp32 and fp16.
+      cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, 'cuda'), modes: [...fp32, fp16], refKey: `${S}/${D}/${form}`});
+    }
+  }
+}
+// fp16 attention at lengths that are not multiples of the tiles (1, 127, 200), every head dim the
+// tensor-core kernel takes, every mask form (allmasked: fully masked rows), CUDA's tiles and the
+// planner's dense default (Br = 16: one warp per CTA).
+for (const S of quick ? [127] : [1, 127, 200]) {
+  for (const D of [32, 64, 80, 128]) {
+    for (const form of P.MASK_FORMS) {
+      const modes = form === 'none' || S === 200 ? ['cuda'] : ['cuda', 'dense'];
+      // Mask none: also the dense kernel's other CTA (64 rows) and chunk (64 keys) sizes; masked: also
+      // without __launch_bounds__ (no spills).
+      const fp16Modes = form === 'none' ? [fp16, {...fp16, name: 'fp16-rows64', options: {...fp16.options, attentionRows: 64}},
+                                           {...fp16, name: 'fp16-keys64', options: {...fp16.options, attentionKeys: 64}}] :
+                        [fp16, {...fp16, name: 'fp16-minblocks0', options: {...fp16.options, attentionMinBlocks: 0}}];
+      for (const attention of modes) cases.push({c: P.attentionCase(2, 3, S, D, form, attention), modes: fp16Modes, refKey: `${S}/${D}/${form}/2x3`});
     }
   }
 }
@@ -183,7 +207,9 @@ for (const {c, modes, refKey} of selected) {
       const w = Math.max(...errs.map(e => e.w));
       const ok = w <= mode.bound;
       const detail = errs.map((e, i) => (e.at >= 0 ? `t${i}@${e.at}: ${got[i][e.at]} vs ${expected[i][e.at]}` : '')).filter(x => x).join(', ');
-      console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: max rel diff ${w.toExponential(2)} (bound ${mode.bound}), ${median(runs).toFixed(4)} ms over ${launches} launch(es)${ok ? '' : ` ${detail}`}`);
+      // Which attention kernel ran (the fp16 option falls back to fp32 on shapes the tensor-core kernel does not take).
+      const att = c.plan.kernels.filter(k => k.template === 'attention').map(k => cudaSourceOf(k, mode.options).label.replace(/\(.*/, '')).join(',');
+      console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: max rel diff ${w.toExponential(2)} (bound ${mode.bound}), ${median(runs).toFixed(4)} ms over ${launches} launch(es)${att ? ` [${att}]` : ''}${ok ? '' : ` ${detail}`}`);
       if (ok) passed++; else { failed++; failures.push(name); }
     } catch (e) {
       console.log(`FAIL ${name}: ${e.stack.split('\n').slice(0, 3).join(' | ')}`);

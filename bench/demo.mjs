@@ -1,6 +1,7 @@
 // npm run demo: a converted BERT graph model (the tensorflowjs_converter-format fixture of
 // test/fixtures, seeded weights) loaded with tf.loadGraphModel and run on 'stof' and on its base
-// backend, on the best device found. Prints the device, the fusion plan summary (launches by
+// backend, on the best device found (CUDA, then WebGPU, then the CPU; on CUDA the peer is
+// tfjs-backend-webgpu where it runs, else tfjs-backend-cpu). Prints the device, the fusion plan summary (launches by
 // template), the median time per forward of each and their largest difference.
 // Options: --model tiny|base (default: base on a GPU, tiny on a software device or the CPU)
 //          --batch 2 --seq 128 --runs 20 --json
@@ -63,13 +64,17 @@ async function measure(backendName) {
   return {ms: median(times), values, report};
 }
 
-const device = info.base === 'webgpu' ?
+// On CUDA the tfjs peer is tfjs-backend-webgpu on the same GPU where it initializes.
+const peer = info.base !== 'cuda' ? info.base : (tf.findBackendFactory('webgpu') != null && await tf.setBackend('webgpu') ? 'webgpu' : 'cpu');
+await tf.setBackend('stof');
+const device = info.base === 'cuda' ? `CUDA: ${info.adapter?.device ?? 'unknown GPU'} (${info.adapter?.architecture ?? '?'})` :
+    info.base === 'webgpu' ?
     `WebGPU via ${typeof window === 'undefined' ? 'Dawn' : 'the browser'}: ${Object.values(info.adapter ?? {}).join(' ') || 'unknown adapter'}` :
     'CPU (tfjs-backend-cpu; no WebGPU adapter found)';
 const onStof = await measure('stof');
-const onBase = await measure(info.base);
+const onBase = await measure(peer);
 // tfjs-backend-cpu as an independent reference, where it finishes in seconds.
-const onCpu = info.base === 'cpu' ? onBase : size === 'tiny' ? await measure('cpu') : null;
+const onCpu = peer === 'cpu' ? onBase : size === 'tiny' ? await measure('cpu') : null;
 function maxDiff(a, b) {
   let abs = 0, rel = 0;
   for (let i = 0; i < b.length; i++) {
@@ -82,7 +87,7 @@ function maxDiff(a, b) {
 const vsBase = maxDiff(onStof.values, onBase.values), vsCpu = onCpu ? maxDiff(onStof.values, onCpu.values) : null;
 const byTemplate = {};
 for (const g of onStof.report.groups) byTemplate[g.template] = (byTemplate[g.template] ?? 0) + 1;
-const result = {device, base: info.base, model: `bert-${size}`, config: cfg, stof_ms: onStof.ms, base_ms: onBase.ms,
+const result = {device, base: info.base, peer, model: `bert-${size}`, config: cfg, stof_ms: onStof.ms, base_ms: onBase.ms,
                 launches: onStof.report.dispatches, groups: byTemplate, fallbacks: onStof.report.fallbacks.length,
                 max_abs_diff_vs_base: vsBase.abs, max_rel_diff_vs_base: vsBase.rel, max_rel_diff_vs_cpu: vsCpu?.rel ?? null};
 if (argv.includes('--json')) {
@@ -92,10 +97,11 @@ if (argv.includes('--json')) {
   console.log(`model       converted BERT (${size}: ${model.layers} layers, hidden ${model.hidden}), tf.loadGraphModel + execute, ` +
               `batch ${cfg.batch}, seq ${cfg.seq} (float32)`);
   console.log(`fusion      ${onStof.report.dispatches} launches per forward: ${Object.entries(byTemplate).map(([k, c]) => `${c} ${k}`).join(', ')}` +
-              `; ${onStof.report.fallbacks.length} intercepted kernels ran on the base (int32 shape work)`);
+              `; ${onStof.report.fallbacks.length} fallbacks (kernels run unfused on the base, e.g. int32 shape work)` +
+              (onStof.report.copies ? `; host<->device copies ${onStof.report.copies.toDevice} up, ${onStof.report.copies.toHost} down` : ''));
   console.log(`stof        ${onStof.ms.toFixed(2)} ms per forward (median of ${cfg.runs}, readback included)`);
-  console.log(`${info.base.padEnd(11)} ${onBase.ms.toFixed(2)} ms per forward (median of ${cfg.runs})`);
-  console.log(`max |stof - ${info.base}| = ${vsBase.abs.toExponential(2)} (relative ${vsBase.rel.toExponential(2)});  ` +
+  console.log(`${peer.padEnd(11)} ${onBase.ms.toFixed(2)} ms per forward (median of ${cfg.runs})`);
+  console.log(`max |stof - ${peer}| = ${vsBase.abs.toExponential(2)} (relative ${vsBase.rel.toExponential(2)});  ` +
               (vsCpu ? `relative to cpu ${vsCpu.rel.toExponential(2)}` : 'cpu reference skipped (base size)'));
   if (software) console.log('note        software device: these times say nothing about GPU speed');
 }

@@ -13,6 +13,7 @@
 //
 // Usage: node scripts/with_vulkan.mjs bench/e2e.mjs [--quick] [--hf DIR] [--peers webgpu,ort-webgpu,ort-jsep]
 //          [--cases REGEX] [--trials 10] [--case-seconds 60] [--agree-rtol 1e-3] [--out PATH]
+//          [--device webgpu|cuda] [--precision fp32|tf32|fp16]   ('stof' on Dawn or on CUDA, STOF_DEVICE/STOF_PRECISION)
 //   --hf DIR: export root of bench/hf/export_hf.py (DIR/bert_base, DIR/gpt2_base, DIR/long_base; the
 //   *_tiny ones with --quick). Models missing there are generated with seeded weights by
 //   bench/hf/gen_node.mjs into tmp/e2e_node/.
@@ -37,7 +38,7 @@ const outPath = opt('out', quick ? 'tmp/e2e_quick.json' : 'bench/results/e2e.jso
 const trials = Number(opt('trials', quick ? 3 : 10));
 const caseSeconds = Number(opt('case-seconds', 60));
 const agreeRtol = Number(opt('agree-rtol', 1e-3));
-const peers = opt('peers', 'webgpu,ort-webgpu,ort-jsep').split(',');
+const peers = opt('peers', 'webgpu,ort-webgpu,ort-jsep') === 'none' ? [] : opt('peers', 'webgpu,ort-webgpu,ort-jsep').split(',');
 const caseFilter = new RegExp(opt('cases', '.'));
 const hfRoot = opt('hf', null);
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -53,13 +54,21 @@ const MODELS = quick ? [
   {name: 'long_base', label: 'long encoder (BERT-base, w=256, 4 global)', cases: [[1, 4096]]},
 ];
 
+// --device webgpu (default) | cuda: where 'stof' runs (STOF_DEVICE); the peers always use Dawn's device.
+const stofDevice = opt('device', 'webgpu');
+tf.env().set('STOF_DEVICE', stofDevice);
+tf.env().set('STOF_PRECISION', opt('precision', 'fp32'));
 await tf.setBackend('stof');
 const info = stof.backendInfo();
-if (info.base !== 'webgpu') throw new Error(`no WebGPU adapter: ${JSON.stringify(info)}`);
-const device = tf.findBackend('webgpu').device;
+if (info.base !== stofDevice) throw new Error(`'stof' did not set up on ${stofDevice}: ${JSON.stringify(info)}`);
+if (!await tf.setBackend('webgpu')) throw new Error('no WebGPU adapter for the peers');
+const device = tf.backend().device;
+await tf.setBackend('stof');
 const webgpuPkg = JSON.parse(fs.readFileSync('node_modules/webgpu/package.json', 'utf8')).version;
 const ortPkg = JSON.parse(fs.readFileSync('node_modules/onnxruntime-web/package.json', 'utf8')).version;
-const deviceName = `${info.adapter?.device ?? info.adapter?.vendor ?? 'unknown'} (${info.adapter?.description ?? ''}) via Dawn, webgpu ${webgpuPkg}`;
+const deviceName = stofDevice === 'cuda' ?
+    `${info.adapter?.device} (${info.adapter?.architecture}): 'stof' on CUDA (precision ${opt('precision', 'fp32')}), peers via Dawn, webgpu ${webgpuPkg}` :
+    `${info.adapter?.device ?? info.adapter?.vendor ?? 'unknown'} (${info.adapter?.description ?? ''}) via Dawn, webgpu ${webgpuPkg}`;
 console.log(`device: ${deviceName}; onnxruntime-web ${ortPkg}`);
 
 /** Timing inputs: random ids, full attention mask, a sentence pair's token types. */

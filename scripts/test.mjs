@@ -34,6 +34,10 @@ const SUITES = [
    skip: nodeBase !== 'webgpu'},
   // The CUDA C of every template and parameter class, compiled with nvcc for sm_90 (no GPU needed).
   {name: 'cuda-codegen', script: ['test/kernels/cuda_codegen_check.mjs']},
+  // The CUDA kernels of tfjs's non-fused kernels: shapes against tfjs-backend-cpu, nvcc sm_90, values with host-compiled kernels.
+  {name: 'cuda-movement', script: ['test/kernels/cuda_movement_check.mjs']},
+  // 'stof' on the CUDA base (STOF_DEVICE='cuda') over a fake driver: residency, fallbacks, leaks.
+  {name: 'cuda-backend', script: ['test/kernels/cuda_backend_check.mjs']},
   {name: 'core-browser-stof', judge: 'stof', exclusionEnv: 'browser-webgpu', karma: true},
   {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},

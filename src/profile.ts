@@ -39,6 +39,7 @@ export interface ProfileOptions {
 export async function profile<T>(fn: () => T|Promise<T>, options: ProfileOptions = {}): Promise<ProfileReport & {result: T}> {
   const backend = activeStof();
   backend.profiler.start(options.timing ?? true);
+  const copiesBefore = backend.deviceCopies();
   let result: T;
   try {
     result = await fn();
@@ -48,7 +49,13 @@ export async function profile<T>(fn: () => T|Promise<T>, options: ProfileOptions
     backend.profiler.stop();
     throw e;
   }
-  return {...backend.profiler.stop(), result};
+  const report: ProfileReport & {result: T} = {...backend.profiler.stop(), result};
+  const copiesAfter = backend.deviceCopies();
+  if (copiesBefore != null && copiesAfter != null) {
+    report.copies = {toDevice: copiesAfter.toDevice - copiesBefore.toDevice, toDeviceBytes: copiesAfter.toDeviceBytes - copiesBefore.toDeviceBytes,
+                     toHost: copiesAfter.toHost - copiesBefore.toHost, toHostBytes: copiesAfter.toHostBytes - copiesBefore.toHostBytes};
+  }
+  return report;
 }
 
 function describe(k: Kernel, i: number): string {

@@ -7,6 +7,7 @@
 //
 // Usage: node scripts/with_vulkan.mjs bench/hf/validate_hf.mjs [--dir DIR] [--models a,b] [--generate]
 //          [--backends stof,webgpu,cpu,ort-webgpu,ort-jsep] [--cpu-max-gflop 20] [--rtol 1e-4] [--out PATH]
+//          [--device auto|cuda|webgpu|cpu]
 //   --dir: the export root (one sub-directory per model, as export_hf.py --out writes); default tmp/hf_node.
 //   --generate: first writes the export root with bench/hf/gen_node.mjs (Node, seeded, no torch: the
 //   plumbing check for machines without torch; also done when DIR does not exist).
@@ -38,11 +39,16 @@ let exports = listExports(root);
 if (opt('models')) exports = Object.fromEntries(Object.entries(exports).filter(([k]) => opt('models').split(',').includes(k)));
 if (Object.keys(exports).length === 0) throw new Error(`no exports (manifest.json) under ${root}`);
 
+// --device auto (default: CUDA, then WebGPU, then CPU) | cuda | webgpu | cpu: where 'stof' runs; peers use Dawn.
+tf.env().set('STOF_DEVICE', opt('device', 'auto'));
 await tf.setBackend('stof');
 const info = stof.backendInfo();
-const hasGpu = info.base === 'webgpu';
-const device = hasGpu ? tf.findBackend('webgpu').device : null;
-const deviceName = hasGpu ? `${info.adapter?.vendor ?? ''} ${info.adapter?.device ?? info.adapter?.architecture ?? ''} ${info.adapter?.description ?? ''}`.trim() + ' via Dawn' : 'CPU only (no WebGPU adapter)';
+const hasGpu = info.base !== 'cpu' && tf.findBackendFactory('webgpu') != null && await tf.setBackend('webgpu');
+const device = hasGpu ? tf.backend().device : null;
+await tf.setBackend('stof');
+const deviceName = info.base === 'cuda' ? `${info.adapter?.device} (${info.adapter?.architecture}): 'stof' on CUDA, peers via Dawn` :
+    hasGpu ? `${info.adapter?.vendor ?? ''} ${info.adapter?.device ?? info.adapter?.architecture ?? ''} ${info.adapter?.description ?? ''}`.trim() + ' via Dawn' :
+    'CPU only (no WebGPU adapter)';
 console.log(`device: ${deviceName}`);
 
 /** ~FLOPs of one forward (matmuls only). */

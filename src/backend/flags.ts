@@ -23,6 +23,36 @@ function registerChoiceFlag(name: string, choices: readonly string[], dflt: stri
 /** Which backend 'stof' delegates to: 'auto' (WebGPU when an adapter exists, else CPU), 'webgpu' or 'cpu'. */
 registerChoiceFlag('STOF_BASE', BASE_CHOICES, 'auto');
 
+export const DEVICE_CHOICES = ['auto', 'cuda', 'webgpu', 'cpu'] as const;
+export type DeviceChoice = typeof DEVICE_CHOICES[number];
+
+/**
+ * Where 'stof' runs, read when the backend is set up: 'cuda' (Node with an NVIDIA driver: generated
+ * CUDA C, cuBLASLt), 'webgpu' (tfjs-backend-webgpu's device), 'cpu', or 'auto' (CUDA, then WebGPU,
+ * then CPU). STOF_BASE is the older spelling without CUDA; it decides while STOF_DEVICE is 'auto'
+ * (its 'auto' still tries CUDA first).
+ */
+registerChoiceFlag('STOF_DEVICE', DEVICE_CHOICES, 'auto');
+
+export function deviceChoice(): DeviceChoice {
+  const device = ENV.get('STOF_DEVICE') as DeviceChoice;
+  return device !== 'auto' ? device : baseChoice();
+}
+
+export const PRECISION_CHOICES = ['fp32', 'tf32', 'fp16'] as const;
+export type PrecisionChoice = typeof PRECISION_CHOICES[number];
+
+/**
+ * Arithmetic of the CUDA executor, read when the backend is set up: 'fp32' (default; equals the
+ * base within 1e-4), 'tf32' (GEMMs on tensor cores, ~1e-3), 'fp16' (tf32 GEMMs and attention in
+ * fp16 on tensor cores with fp32 accumulation, ~1e-2). WebGPU and CPU always compute in fp32.
+ */
+registerChoiceFlag('STOF_PRECISION', PRECISION_CHOICES, 'fp32');
+
+export function precisionChoice(): PrecisionChoice {
+  return ENV.get('STOF_PRECISION') as PrecisionChoice;
+}
+
 /** Whether intercepted kernels are recorded and fused (false: every kernel runs on the base, for A/B runs). */
 if ((ENV as unknown as {flagRegistry: Record<string, unknown>}).flagRegistry['STOF_FUSION'] == null) {
   ENV.registerFlag('STOF_FUSION', () => true);

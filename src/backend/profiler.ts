@@ -31,6 +31,8 @@ export interface ProfileReport {
   recorded: number;
   /** Plans made (a cache miss); 0 when every flush reused a cached plan. */
   plansMade: number;
+  /** CUDA only: copies between host and device memory (uploads of host tensors, downloads for reads and CPU kernels). */
+  copies?: {toDevice: number, toDeviceBytes: number, toHost: number, toHostBytes: number};
 }
 
 export class Profiler {
@@ -58,6 +60,10 @@ export class Profiler {
   notRecorded(name: string, reason: string) { this.report?.fallbacks.push({kernel: name, reason}); }
   baseKernel(name: string) {
     if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;
+  }
+  /** Launches a fused kernel made beyond its one (counted after it ran). */
+  moreDispatches(n: number) {
+    if (this.report && n > 0) this.report.dispatches += n;
   }
   /** The launch that makes a mask's tile format (once per mask tensor). */
   maskAnalysis(words: number): GroupReport|undefined {

@@ -5,7 +5,8 @@ import {engine, env, findBackendFactory, KernelBackend, registerBackend} from '@
 import {WebGPUBase} from '../kernels/webgpu/executor';
 import {measureDeviceProfile} from '../search/device_profile';
 
-import {baseChoice} from './flags';
+import type {CudaBase} from './cuda_base';
+import {deviceChoice, precisionChoice, PrecisionChoice} from './flags';
 import {mirrorKernelsOf, STOF} from './kernel_mirror';
 import {BaseName, StofBackend} from './stof_backend';
 
@@ -20,11 +21,18 @@ export function initializedBackend(name: string): KernelBackend|undefined {
   return (engine() as unknown as {registry: Record<string, KernelBackend>}).registry[name];
 }
 
-let noticeShown = false;
+const noticesShown = new Set<string>();
 function noticeOnce(message: string) {
-  if (noticeShown) return;
-  noticeShown = true;
+  if (noticesShown.has(message)) return;
+  noticesShown.add(message);
   console.warn(message);
+}
+
+/** Makes the CUDA base, or says why there is none (set by the Node entry; browsers have none). */
+export type CudaProvider = (precision: PrecisionChoice) => CudaBase|{reason: string};
+let cudaProvider: CudaProvider|null = null;
+export function setCudaProvider(provider: CudaProvider|null) {
+  cudaProvider = provider;
 }
 
 /** Returns the engine's instance of `name`, creating it through its registered factory if needed. */
@@ -74,7 +82,18 @@ function describeAdapter(adapter: GPUAdapter|null): Record<string, string>|undef
 }
 
 async function createStofBackend(): Promise<StofBackend> {
-  const choice = baseChoice();
+  const choice = deviceChoice();
+  let noCuda: string|null = null;  // why 'auto' found no CUDA: part of the one notice
+  if (choice === 'cuda' || (choice === 'auto' && cudaProvider != null)) {
+    const made = cudaProvider == null ? {reason: 'CUDA runs only in Node (this is the browser build)'} : cudaProvider(precisionChoice());
+    if (!('reason' in made)) {
+      mirrorKernelsOf('cpu');  // tfjs-backend-cpu's kernels run what has no CUDA kernel, through host memory
+      const d = made.exec.device;
+      return new StofBackend(made, 'cuda', true, {vendor: 'nvidia', device: d.name, architecture: d.arch});
+    }
+    if (choice === 'cuda') throw new Error(`tfjs-backend-stof: STOF_DEVICE is 'cuda' but ${made.reason}`);
+    noCuda = `no CUDA (${made.reason})`;
+  }
   let base: BaseName = 'cpu';
   let adapter: Record<string, string>|undefined;
   if (choice !== 'cpu') {
@@ -83,10 +102,11 @@ async function createStofBackend(): Promise<StofBackend> {
     adapter = describeAdapter(probe.adapter);
     if (reason == null) {
       base = 'webgpu';
+      if (noCuda != null) noticeOnce(`tfjs-backend-stof: ${noCuda}; 'stof' runs on WebGPU.`);
     } else if (choice === 'webgpu') {
-      throw new Error(`tfjs-backend-stof: STOF_BASE is 'webgpu' but ${reason}`);
+      throw new Error(`tfjs-backend-stof: STOF_DEVICE (or STOF_BASE) is 'webgpu' but ${reason}`);
     } else {
-      noticeOnce(`tfjs-backend-stof: no WebGPU (${reason}); 'stof' runs on the CPU base (tfjs-backend-cpu).`);
+      noticeOnce(`tfjs-backend-stof: ${noCuda != null ? `${noCuda} and ` : ''}no WebGPU (${reason}); 'stof' runs on the CPU base (tfjs-backend-cpu).`);
     }
   }
   const instance = await sharedBackend(base);

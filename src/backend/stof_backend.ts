@@ -4,7 +4,7 @@
 // recorded as lazy nodes (src/fusion) and run as fused kernels when a value is needed: on a read,
 // when a non-intercepted kernel consumes it, or when too much is pending.
 import {
-  BackendTimingInfo, BackendValues, DataId, DataToGPUOptions, DataType, env, GPUData, KernelBackend,
+  backend_util, BackendTimingInfo, BackendValues, DataId, DataToGPUOptions, DataType, env, GPUData, KernelBackend,
   KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, util, WebGLData, WebGPUData,
 } from '@tensorflow/tfjs-core';
 
@@ -17,15 +17,41 @@ import {attentionSignature, decideAttention} from '../search/attention_choice';
 import type {Candidate} from '../search/cost_model';
 import {DeviceProfile, syntheticProfile} from '../search/device_profile';
 import {rerunTuningTarget, searchGeneration, tuningActive, withCandidate} from '../search/tuner';
+import {cudaAttentionChoice} from '../kernels/cuda/attention_cuda';
+import type {CudaBase} from './cuda_base';
+import {CUDA_KERNELS} from './cuda_kernels';
+import {CudaPlanExecutor} from './cuda_plan_executor';
 import {GroupReport, Profiler, ProfileReport} from './profiler';
 import {attentionChoice} from './flags';
 
-export type BaseName = 'webgpu' | 'cpu';
+/** 'cuda': tensors in CUDA memory, tfjs-backend-cpu's kernels for what has no CUDA kernel (Node). */
+export type BaseName = 'webgpu' | 'cpu' | 'cuda';
+
+/** Inputs (or a broadcast output) of at least this many elements make a kernel with a CUDA implementation run on the device. */
+const DEVICE_MIN_ELEMENTS = 4096;
+
+/**
+ * Elements a kernel writes where small inputs make a large output: GPT-2's causal mask ([S, 1] >=
+ * [1, S]), BERT's token-type embedding (a [2, H] table gathered B·S times). 0 where unknown or invalid
+ * (the kernel then reports the error).
+ */
+function outputSizeHint(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap, infos: TensorInfo[]): number {
+  try {
+    if (name === 'GatherV2') {
+      const x = inputs['x'] as TensorInfo, indices = inputs['indices'] as TensorInfo;
+      const axis = util.parseAxisParam(attrs['axis'] as number, x.shape)[0];
+      return util.sizeFromShape(indices.shape) * util.sizeFromShape(x.shape) / Math.max(1, x.shape[axis]);
+    }
+    return infos.length === 2 ? util.sizeFromShape(backend_util.assertAndGetBroadcastShape(infos[0].shape, infos[1].shape)) : 0;
+  } catch {
+    return 0;
+  }
+}
 
 export interface StofBackendInfo {
   /** Name of the base backend that stores data and runs the kernels 'stof' does not fuse. */
   base: BaseName;
-  /** Adapter description when the base is WebGPU (vendor, architecture, device, description). */
+  /** Adapter description when the base is WebGPU (vendor, architecture, device, description); the GPU on CUDA. */
   adapter?: Record<string, string>;
 }
 
@@ -47,6 +73,13 @@ export interface Executor {
 
 /** Pending nodes above which every value the app still holds is computed. */
 const PENDING_BOUND = 4096;
+/**
+ * Pending nodes above which a flush may start early, so that the device works while the app (a
+ * converted model's executor) goes on recording: when a GEMM is recorded and at most two pending
+ * values besides reshape views are held (e.g. a layer's hidden state and the mask bias). Those
+ * are stored by any plan (GEMMs fuse no prologue), so starting early changes no fusion.
+ */
+const EARLY_FLUSH_NODES = 24;
 
 /** A plan with its values replaced by their index in (external values, node outputs). */
 interface CachedPlan {
@@ -57,6 +90,8 @@ export class StofBackend extends KernelBackend {
   private disposed = false;
   private readonly values = new Map<DataId, StofValue>();
   private pendingCount = 0;
+  /** Values recorded and not yet computed or dropped (the candidates of an early flush). */
+  private readonly pendingValues = new Set<StofValue>();
   private readonly plans = new Map<string, CachedPlan>();
   readonly profiler = new Profiler();
   /** The last plan that ran (for explain()). */
@@ -72,7 +107,12 @@ export class StofBackend extends KernelBackend {
   constructor(readonly base: KernelBackend, readonly baseName: BaseName, private readonly ownsBase: boolean,
               private readonly adapter?: Record<string, string>) {
     super();
-    this.executor = baseName === 'webgpu' ? new WebGPUExecutor(base as WebGPUBase, this.profiler) : new CpuExecutor(base);
+    this.executor = baseName === 'webgpu' ? new WebGPUExecutor(base as WebGPUBase, this.profiler) :
+        baseName === 'cuda' ? new CudaPlanExecutor(base as CudaBase) : new CpuExecutor(base);
+    if (baseName === 'cuda') {
+      (base as CudaBase).onHostRead = (kernel, bytes) =>
+          this.profiler.notRecorded(kernel, `no CUDA kernel: ran on tfjs-backend-cpu, ${bytes} bytes copied from the device`);
+    }
   }
 
   // ---- kernels -------------------------------------------------------------------------------
@@ -112,10 +152,55 @@ export class StofBackend extends KernelBackend {
     const baseInputs = (Array.isArray(inputs) ? convert(inputs) :
         Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, convert(v)]))) as NamedTensorInfoMap;
     this.profiler.baseKernel(config.kernelName);
+    // Small host inputs, large output: on the GPU (the WebGPU base would run it on its CPU kernels).
+    // Only small inputs are copied; a large one makes the base run the kernel on the GPU anyway.
+    const copies: object[] = [];
+    if (this.baseName === 'webgpu' && !Array.isArray(baseInputs)) {
+      const infos = Object.values(baseInputs).filter((t): t is TensorInfo => t != null && !Array.isArray(t));
+      if (infos.every(t => util.sizeFromShape(t.shape) < DEVICE_MIN_ELEMENTS) &&
+          outputSizeHint(config.kernelName, baseInputs, attrs, infos) >= DEVICE_MIN_ELEMENTS) {
+        const gpu = this.executor as WebGPUExecutor;
+        for (const [k, t] of Object.entries(baseInputs)) {
+          const info = t as TensorInfo;
+          if (info == null || Array.isArray(info)) continue;
+          const id = gpu.gpuCopy(info.dataId, copies);
+          if (id !== info.dataId) baseInputs[k] = Object.create(info, {dataId: {value: id, enumerable: true}}) as TensorInfo;
+        }
+      }
+    }
     const run = () => config.kernelFunc({inputs: baseInputs, attrs, backend: this.base});
-    const out = this.executor.runOnBase != null ? this.executor.runOnBase(run) : run();
+    const out = this.baseName === 'cuda' ? this.runOnCuda(config.kernelName, baseInputs, attrs, run) :
+        this.executor.runOnBase != null ? this.executor.runOnBase(run) : run();
+    copies.forEach(id => this.base.disposeData(id));
     const adopt = (o: TensorInfo) => this.adopt(o, ownerOfBaseId);
     return Array.isArray(out) ? out.map(adopt) : adopt(out);
+  }
+
+  /**
+   * A kernel that is not fused, on the CUDA base: its CUDA implementation where it has one and the
+   * data is on the device or large; else tfjs-backend-cpu's kernel (small host values, such as
+   * shape arithmetic, stay on the host; device values it reads are copied and reported).
+   */
+  private runOnCuda(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap,
+                    onCpu: () => TensorInfo|TensorInfo[]): TensorInfo|TensorInfo[] {
+    const cuda = this.base as CudaBase;
+    const impl = CUDA_KERNELS[name];
+    if (impl != null) {
+      const infos = Object.values(inputs).flat().filter((t): t is TensorInfo => t != null) as TensorInfo[];
+      const outSize = outputSizeHint(name, inputs, attrs, infos);
+      const onDevice = infos.some(t => cuda.hostValues(t) == null) ||
+          Math.max(outSize, infos.reduce((n, t) => n + util.sizeFromShape(t.shape), 0)) >= DEVICE_MIN_ELEMENTS;
+      if (onDevice) {
+        const out = impl({inputs, attrs, host: cuda});
+        if (out != null) return out;
+      }
+    }
+    cuda.kernelInProgress = name;
+    try {
+      return onCpu();
+    } finally {
+      cuda.kernelInProgress = null;
+    }
   }
 
   /** Wraps a base output (one base reference) in a stored value of 'stof'. */
@@ -144,6 +229,7 @@ export class StofBackend extends KernelBackend {
 
   /** The element type of a base buffer, where the base tracks it apart from the tensor's dtype. */
   private storageDtype(baseId: DataId): DataType|null {
+    if (this.baseName === 'cuda') return (this.base as CudaBase).storedDtype(baseId);
     const map = (this.base as unknown as {tensorMap?: {has(id: DataId): boolean, get(id: DataId): {dtype: DataType}}}).tensorMap;
     return map != null && map.has(baseId) ? map.get(baseId).dtype : null;
   }
@@ -158,6 +244,7 @@ export class StofBackend extends KernelBackend {
 
   private record(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|null {
     const def = OPS[name];
+    if (def.kind === 'matmul' && this.pendingCount >= EARLY_FLUSH_NODES) this.flushEarly();
     const ins: Array<InputInfo|null> = def.inputs.map(n => inputs[n] ?? null);
     const values: StofValue[] = [];
     for (const info of ins) {
@@ -183,6 +270,7 @@ export class StofBackend extends KernelBackend {
     const dataId = {};
     this.values.set(dataId, out);
     this.pendingCount++;
+    this.pendingValues.add(out);
     this.profiler.recorded(name);
     if (this.pendingCount > PENDING_BOUND) this.flushAllPending();
     return {dataId, shape: inferred.shape, dtype: inferred.dtype};
@@ -201,6 +289,8 @@ export class StofBackend extends KernelBackend {
   private planOptions(): PlanOptions {
     const attention = attentionChoice();
     const storage = this.baseName === 'webgpu' ? (this.base as WebGPUBase).device.limits.maxComputeWorkgroupStorageSize : 48 * 1024;
+    // On CUDA one kernel serves both variants; its tiles are fixed (the search is not wired there yet).
+    if (this.baseName === 'cuda') return {attention, workgroupStorage: storage, chooseAttention: () => cudaAttentionChoice()};
     return {
       attention, workgroupStorage: storage,
       chooseAttention: s => {
@@ -273,8 +363,9 @@ export class StofBackend extends KernelBackend {
       this.base.incRef(inputs[0].baseId!);
       out.baseId = inputs[0].baseId;
     } else {
-      const group = this.profiler.kernel(k, this.executor.lastDispatches, this.executor.sparse);
+      const group = this.profiler.kernel(k, 1, this.executor.sparse);
       out.baseId = this.executor.run(k, inputs.map(v => v.baseId!), this.profiler.timing ? group : undefined);
+      this.profiler.moreDispatches(this.executor.lastDispatches - 1);  // a mask analysis, a split GEMM
     }
     // A grouped GEMM's other outputs are slices of the same buffer (read at their offsets): each holds a reference.
     for (const s of siblings) {
@@ -290,6 +381,7 @@ export class StofBackend extends KernelBackend {
     const node = v.node;
     if (node == null) return;
     v.node = null;
+    this.pendingValues.delete(v);
     this.pendingCount--;
     for (const input of node.inputs) {
       input.uses--;
@@ -308,6 +400,7 @@ export class StofBackend extends KernelBackend {
     const node = v.node;
     if (node != null) {
       v.node = null;
+      this.pendingValues.delete(v);
       this.pendingCount--;
       for (const input of node.inputs) {
         input.uses--;
@@ -319,6 +412,30 @@ export class StofBackend extends KernelBackend {
   /** Computes every pending value the app still holds. */
   private flushAllPending() {
     this.flush([...this.values.values()].filter(v => v.pending));
+  }
+
+  /**
+   * Starts the pending work now when what is held and pending comes from at most two computed
+   * values (reshape and transpose views followed to their source), none a softmax (an attention
+   * chain fuses into its GEMM) and none a GEMM that may get siblings. See EARLY_FLUSH_NODES.
+   */
+  private flushEarly() {
+    const sources = new Set<StofValue>();
+    for (const v of this.pendingValues) {
+      if (!v.pending) { this.pendingValues.delete(v); continue; }
+      if (v.refs <= 0) continue;
+      let src = v;
+      while (src.node != null && (src.node.kernel === 'Reshape' || src.node.kernel === 'Transpose')) src = src.node.inputs[0];
+      if (!src.pending) continue;
+      if (src.node!.kernel === 'Softmax') return;
+      // A held GEMM output may have siblings still to come (Q, then K and V): they group only in one plan.
+      // (An attention output, a GEMM of softmax weights, has none.)
+      if (OPS[src.node!.kernel].kind === 'matmul' && src.node!.inputs[0].node?.kernel !== 'Softmax') return;
+      sources.add(src);
+      if (sources.size > 2) return;
+    }
+    // The sources, not their views: a view stays pending and becomes an alias of the stored source.
+    this.flush([...sources]);
   }
 
   /** Computes the pending ones among these tensors (by data id) in one flush. */
@@ -400,6 +517,11 @@ export class StofBackend extends KernelBackend {
   }
   override floatPrecision(): 16|32 { return this.base.floatPrecision(); }
   override epsilon(): number { return this.base.epsilon(); }
+
+  /** Host <-> device copies so far (CUDA only; null elsewhere: WebGPU shares the base's buffers). */
+  deviceCopies(): CudaBase['copies']|null {
+    return this.baseName === 'cuda' ? {...(this.base as CudaBase).copies} : null;
+  }
 
   info(): StofBackendInfo {
     const info: StofBackendInfo = {base: this.baseName};

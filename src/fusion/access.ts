@@ -145,6 +145,26 @@ export function reshapeAccess(a: AccessMap, shape: readonly number[]): AccessMap
   return {shape: [...shape], dims, offset: a.offset};
 }
 
+/**
+ * The same map with the terms of each dim joined where one continues the other: (c % a)·s +
+ * (c / a)·(a·s) is c·s. A reshape that splits a dim and merges it back leaves such pairs; joined,
+ * the map is a plain strided matrix again (what cuBLASLt takes).
+ */
+export function mergeTerms(a: AccessMap): AccessMap {
+  const dims = a.dims.map(terms => {
+    const ts = [...terms].sort((x, y) => x.div - y.div);
+    for (let i = 0; i + 1 < ts.length; i++) {
+      const [t, u] = [ts[i], ts[i + 1]];
+      if (t.mod !== 0 && u.div === t.div * t.mod && u.stride === t.stride * t.mod) {
+        ts.splice(i, 2, {div: t.div, mod: u.mod === 0 ? 0 : t.mod * u.mod, stride: t.stride});
+        i--;
+      }
+    }
+    return ts;
+  });
+  return {shape: a.shape, dims, offset: a.offset};
+}
+
 /** Offset of the element at `coords` (for the CPU executor and tests). */
 export function offsetAt(a: AccessMap, coords: ArrayLike<number>): number {
   let off = a.offset;

@@ -8,7 +8,7 @@ export interface OpSpelling {
 
 export function opTables(s: OpSpelling) {
   const unary: Record<string, (a: string) => string> = {
-    neg: a => `(-${a})`, exp: a => `exp_(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
+    neg: a => `(-(${a}))`, exp: a => `exp_(${a})`, log: a => `log_(${a})`, sqrt: a => `sqrt_(${a})`,
     rsqrt: a => `rsqrt_(${a})`, erf: a => `erf_(${a})`, tanh: a => `tanh_(${a})`, sigmoid: a => `sigmoid_(${a})`,
     relu: a => `relu_(${a})`, relu6: a => `relu6_(${a})`, elu: a => `elu_(${a})`, square: a => `(${a} * ${a})`,
     abs: a => `${s.abs}(${a})`, ne0: a => `b2f(${a} != ${s.zero})`,

@@ -8,24 +8,24 @@
 //
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs && node test/kernels/cuda_codegen_check.mjs
 // Options: --keep DIR (leave the .cu files there), NVCC=/path/to/nvcc, CUDA_ARCH=sm_90.
-import {spawn, spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import {register} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
+import {batchUnit, findNvcc, NVCC_SEARCHED, runNvcc} from './nvcc.mjs';
+
 register('../../scripts/esm_js_resolve.mjs', import.meta.url);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const {codegenCases} = await import(path.join(root, 'build/tsc/test/kernels/cuda_plans.js'));
-const {cudaSourceOf, maskAnalysisCuda} = await import(path.join(root, 'build/tsc/src/kernels/cuda/templates_cuda.js'));
+const {attentionMmaQualifies, cudaSourceOf, maskAnalysisCuda} = await import(path.join(root, 'build/tsc/src/kernels/cuda/templates_cuda.js'));
 const {cudaLibs} = await import(path.join(root, 'build/tsc/src/kernels/cuda/cuda_libs.js'));
 const {compileNvrtc} = await import(path.join(root, 'build/tsc/src/kernels/cuda/nvrtc.js'));
 
 const args = process.argv.slice(2);
 const keep = args.includes('--keep') ? args[args.indexOf('--keep') + 1] : null;
 const arch = process.env.CUDA_ARCH ?? 'sm_90';
-const nvcc = [process.env.NVCC, '/usr/local/bin/nvcc', '/usr/local/cuda/bin/nvcc'].find(p => p && fs.existsSync(p)) ??
-    (spawnSync('sh', ['-c', 'command -v nvcc'], {encoding: 'utf8'}).stdout.trim() || null);
+const nvcc = findNvcc();
 
 // ---- generate: every kernel of every case, deduplicated by source, grouped by class ------------
 const cases = codegenCases();
@@ -51,6 +51,13 @@ for (const c of cases) {
         for (const precision of ['fp32', 'tf32']) add(`gemm-${precision}`, cudaSourceOf(k, {gemm: precision}).code, c.name);
       } else if (k.template === 'attention') {
         add(`attention-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k).code, c.name);
+        // The tensor-core kernel (precision fp16) where it takes the shape, at its default chunk and at 32 keys.
+        if (attentionMmaQualifies(k)) {
+          add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16'}).code, c.name);
+          if (attentionMmaQualifies(k, {keys: 32})) add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionKeys: 32}).code, c.name);
+          if (!k.mask && attentionMmaQualifies(k, {rows: 64})) add('attention-mma-dense', cudaSourceOf(k, {attention: 'fp16', attentionRows: 64}).code, c.name);
+          add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionMinBlocks: 0}).code, c.name);
+        }
         if (k.mask) add('mask-analysis', maskAnalysisCuda(k).code, c.name);
       } else {
         add(k.template, cudaSourceOf(k).code, c.name);
@@ -63,18 +70,9 @@ for (const c of cases) {
 
 // ---- compile ------------------------------------------------------------------------------------
 /** One translation unit of several kernels: each in a namespace (the helpers repeat), no C linkage. */
-const batchUnit = entries => entries.map((e, i) => `namespace k${i} {\n${e.code.replace('extern "C" __global__', '__global__')}\n}\n`).join('\n');
 
-function runNvcc(file) {
-  return new Promise(resolve => {
-    const p = spawn(nvcc, [`-arch=${arch}`, '-cubin', '-Werror', 'all-warnings', '-o', file.replace(/\.cu$/, '.cubin'), file]);
-    let out = '';
-    p.stdout.on('data', d => { out += d; });
-    p.stderr.on('data', d => { out += d; });
-    p.on('close', code => resolve({ok: code === 0, out}));
-    p.on('error', e => resolve({ok: false, out: String(e)}));
-  });
-}
+
+const runNvccHere = file => runNvcc(nvcc, arch, file);
 
 /** Runs jobs two at a time (nvcc is single-threaded and memory-hungry). */
 async function pool(jobs, width = 2) {
@@ -91,21 +89,21 @@ fs.mkdirSync(dir, {recursive: true});
 const failedEntries = new Map();  // entry -> message
 const start = Date.now();
 if (nvcc == null) {
-  console.log('SKIP nvcc not found (looked for $NVCC, /usr/local/bin/nvcc, /usr/local/cuda/bin/nvcc, PATH): CUDA codegen not compiled');
+  console.log(`SKIP nvcc not found (looked for ${NVCC_SEARCHED}): CUDA codegen not compiled`);
 } else {
   // Large classes in parts of at most 12 kernels: the two nvcc processes stay busy to the end.
   const parts = [...classes].flatMap(([cls, entries]) => Array.from({length: Math.ceil(entries.length / 12)},
                                                                      (_, p) => [`${cls}-part${p}`, entries.slice(12 * p, 12 * p + 12)]));
   const jobs = parts.map(([cls, entries]) => async () => {
     const file = path.join(dir, `${cls}.cu`);
-    fs.writeFileSync(file, batchUnit(entries));
-    const r = await runNvcc(file);
+    fs.writeFileSync(file, batchUnit(entries.map(e => e.code)));
+    const r = await runNvccHere(file);
     if (r.ok) return;
     // Find the culprits one by one (only on failure).
     for (const [i, e] of entries.entries()) {
       const one = path.join(dir, `${cls}-${i}.cu`);
       fs.writeFileSync(one, e.code);
-      const r1 = await runNvcc(one);
+      const r1 = await runNvccHere(one);
       if (!r1.ok) failedEntries.set(e, `nvcc ${one}: ${r1.out.split('\n').filter(l => /error|warning/.test(l)).slice(0, 3).join(' | ')}`);
     }
     if (![...entries].some(e => failedEntries.has(e))) entries.forEach(e => failedEntries.set(e, `nvcc ${file}: ${r.out.split('\n').slice(0, 3).join(' | ')}`));
@@ -131,10 +129,12 @@ if (libs.nvrtc == null) {
 const {CudaExecutor} = await import(path.join(root, 'build/tsc/src/kernels/cuda/executor.js'));
 const {fakeCudaLibs} = await import('./cuda_fake_driver.mjs');
 const executorLines = [];
-for (const c of cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-layernorm-L768|elementwise-bool)/.test(c.name))) {
+const executorRuns = cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-layernorm-L768|elementwise-bool)/.test(c.name)).map(c => [c, {}]);
+for (const c of cases.filter(c => /^attention-cuda-(causal|none)-S70-D64/.test(c.name))) executorRuns.push([c, {attention: 'fp16'}]);
+for (const [c, options] of executorRuns) {
   try {
     const {libs, log} = fakeCudaLibs();
-    const ex = new CudaExecutor(libs, {cacheDir: null});
+    const ex = new CudaExecutor(libs, {cacheDir: null, ...options});
     const inputs = new Map([...c.data].map(([v, d]) => [v, ex.upload(d, v.shape, v.dtype)]));
     c.plan.kernels.forEach(k => ex.prepare(k));  // compiles everything that the runs launch
     const prepared = log.counts.compiles;
@@ -149,9 +149,9 @@ for (const c of cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-
     const {allocs, frees, launches, matmuls} = log.counts;
     if (allocs !== frees || log.memory.size !== 0) throw new Error(`${allocs} allocations, ${frees} frees`);
     if (log.counts.compiles !== prepared) throw new Error(`${log.counts.compiles - prepared} compiles after prepare()`);
-    executorLines.push(`PASS executor on a stand-in driver: ${c.name} (${launches} launches, ${matmuls} cuBLASLt)`);
+    executorLines.push(`PASS executor on a stand-in driver: ${c.name}${options.attention ? ` [${options.attention}]` : ''} (${launches} launches, ${matmuls} cuBLASLt)`);
   } catch (e) {
-    executorLines.push(`FAIL executor on a stand-in driver: ${c.name}: ${e.message}`);
+    executorLines.push(`FAIL executor on a stand-in driver: ${c.name}${options.attention ? ` [${options.attention}]` : ''}: ${e.message}`);
   }
 }
 

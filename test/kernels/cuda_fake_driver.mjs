@@ -17,7 +17,8 @@ export function fakeCudaLibs() {
     cuDeviceGetName: buf => { buf.write('Fake GPU\0'); return 0; },
     cuDeviceGetAttribute: (v, a) => out(v, {75: 9, 76: 0, 16: 132, 97: 232448}[a] ?? 0),
     cuDevicePrimaryCtxRetain: c => out(c, handle()), cuDevicePrimaryCtxRelease_v2: () => 0, cuCtxSetCurrent: () => 0,
-    cuMemAlloc_v2: (p, bytes) => { const base = (next += 0x100000n + BigInt(bytes)); memory.set(base, new Uint8Array(bytes)); counts.allocs++; return out(p, base); },
+    // Address ranges never overlap (a gap of 1 MiB after each block), so a pointer names one block.
+    cuMemAlloc_v2: (p, bytes) => { const base = (next += 0x100000n); next += BigInt(bytes); memory.set(base, new Uint8Array(bytes)); counts.allocs++; return out(p, base); },
     cuMemFree_v2: p => { if (!memory.delete(p)) throw new Error('fake CUDA: double free'); counts.frees++; return 0; },
     cuMemcpyHtoDAsync_v2: (dst, src, n) => { bytesAt(dst).set(new Uint8Array(src.buffer, src.byteOffset, n)); return 0; },
     cuMemcpyDtoH_v2: (dst, src, n) => { new Uint8Array(dst.buffer, dst.byteOffset, n).set(bytesAt(src).subarray(0, n)); return 0; },

@@ -4,7 +4,7 @@
 // column-major, so cuBLASLt's (m, n) are our (N, M) and its per-row bias is our per-column bias.
 // Other epilogues (tfjs's GELU is erf-based; cuBLASLt's GELU is the tanh approximation) run in the
 // generated GEMM template instead.
-import {AccessMap, isIdentity, sizeOf} from '../../fusion/access';
+import {AccessMap, isIdentity, mergeTerms, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
 import {GemmKernel} from '../../fusion/planner';
 
@@ -73,18 +73,23 @@ function operand(m: AccessMap): LtOperand|null {
   return null;
 }
 
+/** Whether cuBLASLt can read a GEMM operand through this map (a strided matrix, batches at one stride). */
+export function ltOperandOk(m: AccessMap): boolean {
+  return operand(mergeTerms(m)) != null;
+}
+
 /** `e` is a load of a bias along n (constant in batch and m, unit stride in n): its slot and offset. */
 function biasOf(e: Expr, rank: number): {slot: number, offset: number}|null {
   if (e.k !== 'in') return null;
-  const m = e.map;
+  const m = mergeTerms(e.map);
   if (m.dims.some((terms, d) => d !== rank - 1 && terms.length > 0)) return null;
   return plainStride(m, rank - 1) === 1 ? {slot: e.slot, offset: m.offset} : null;
 }
 
 /** The cuBLASLt form of a planned GEMM, or null when it needs the generated template. */
 export function ltProblemOf(k: GemmKernel): LtProblem|null {
-  if (k.group || !isIdentity(k.out)) return null;
-  const a = operand(k.a), b = operand(k.b);
+  if (k.group || !isIdentity(mergeTerms(k.out))) return null;
+  const a = operand(mergeTerms(k.a)), b = operand(mergeTerms(k.b));
   if (a == null || b == null) return null;
   const rank = k.batchShape.length + 2;
   let e = k.epilogue, relu = false;

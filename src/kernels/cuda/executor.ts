@@ -7,7 +7,7 @@
 // output buffer; alias kernels share storage and a grouped GEMM's siblings share its buffer
 // (runPlan binds both). Importable anywhere: CudaExecutor.create() reports why not where CUDA is absent.
 import {sizeOf} from '../../fusion/access';
-import {AttentionKernel, Kernel, Plan, storedShape, ValueInfo} from '../../fusion/planner';
+import {AttentionKernel, GemmKernel, Kernel, Plan, storedShape, ValueInfo} from '../../fusion/planner';
 import {formatWords} from '../sparse/mask_format';
 
 import {DeviceAllocator} from './allocator';
@@ -15,8 +15,9 @@ import {ENTRY, intBuffer} from './cuda_common';
 import {CudaDevice, DevicePtr} from './cuda_device';
 import {cudaLibs, CudaLibs} from './cuda_libs';
 import {LtGemm, ltProblemOf} from './cublaslt';
+import {SplitStep, splitGemm} from './gemm_split';
 import {CubinCache, defaultCacheDir} from './nvrtc';
-import {CudaSource, cudaSourceOf, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
+import {AttentionPrecision, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
 
 /** A device buffer; shared (alias, grouped GEMM siblings, the app) by reference count. */
 export interface CudaBuffer {
@@ -35,6 +36,17 @@ export interface CudaExecutorOptions {
   cacheDir?: string|null;
   /** GEMM arithmetic: 'fp32' (default, exact) or 'tf32' (tensor cores, ~1e-3 relative). */
   gemm?: GemmPrecision;
+  /**
+   * Attention arithmetic: 'fp32' (default, exact) or 'fp16' (tensor cores: fp16 inputs, fp32
+   * accumulation and softmax, ~1e-3 relative; shapes the tensor-core kernel does not take run fp32).
+   */
+  attention?: AttentionPrecision;
+  /** Keys per K/V chunk of the fp16 attention kernel (16, 32, 64; default: by its registers). For tuning. */
+  attentionKeys?: number;
+  /** Query rows per CTA of the dense fp16 attention kernel (16, 32, 64, 128; default 128 for head dims up to 64, else 64). For tuning. */
+  attentionRows?: number;
+  /** CTAs per SM the fp16 attention kernel is compiled to fit (__launch_bounds__; 0: none; default by shape). For tuning. */
+  attentionMinBlocks?: number;
   /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
   cublasLt?: boolean;
 }
@@ -60,6 +72,7 @@ export class CudaExecutor {
   private readonly modulesLoaded: bigint[] = [];
   private lt: LtGemm|null;
   private readonly gemm: GemmPrecision;
+  private readonly templateOptions: CudaTemplateOptions;
   private timings: Array<{start: bigint, end: bigint, timed: Timed}> = [];
   private readonly spareEvents: bigint[] = [];
   /** Launches of the last run() (an attention kernel with an uncached mask: two). */
@@ -86,6 +99,8 @@ export class CudaExecutor {
     const cacheDir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
     this.cubins = new CubinCache(libs.nvrtc!, cacheDir, `nvrtc${version[0]}.${minor[0]}`);
     this.gemm = options.gemm ?? 'fp32';
+    this.templateOptions = {gemm: this.gemm, attention: options.attention ?? 'fp32', attentionKeys: options.attentionKeys,
+                            attentionRows: options.attentionRows, attentionMinBlocks: options.attentionMinBlocks};
     this.lt = null;
     if ((options.cublasLt ?? true) && libs.cublasLt) {
       try {
@@ -150,7 +165,7 @@ export class CudaExecutor {
 
   private compiled(k: Kernel): Loaded {
     let c = this.byKernel.get(k);
-    if (c == null) this.byKernel.set(k, c = this.load(cudaSourceOf(k, {gemm: this.gemm})));
+    if (c == null) this.byKernel.set(k, c = this.load(cudaSourceOf(k, this.templateOptions)));
     return c;
   }
 
@@ -162,13 +177,18 @@ export class CudaExecutor {
   prepare(k: Kernel) {
     if (k.template === 'alias' || (this.lt && k.template === 'gemm' && ltProblemOf(k))) return;
     this.device.makeCurrent();
+    const steps = this.lt && k.template === 'gemm' ? this.splitSteps(k) : null;
+    if (steps != null) {
+      for (const s of steps) [...s.packs.map(p => p.kernel), ...(s.epilogue ? [s.epilogue] : [])].forEach(x => this.compiled(x));
+      return;
+    }
     this.compiled(k);
     if (k.template === 'attention' && k.mask) this.load(maskAnalysisCuda(k));
   }
 
   /** CUDA C of a kernel (explain() and tests). */
   source(k: Kernel): string {
-    return cudaSourceOf(k, {gemm: this.gemm}).code;
+    return cudaSourceOf(k, this.templateOptions).code;
   }
 
   // ---- launches ---------------------------------------------------------------------------------
@@ -209,11 +229,68 @@ export class CudaExecutor {
       this.timedLaunch(() => this.lt!.run(lt, a, b, out.ptr, bias, this.gemm === 'tf32'), timed);
       return out;
     }
+    const steps = this.lt && k.template === 'gemm' ? this.splitSteps(k) : null;
+    if (steps != null) {
+      this.timedLaunch(() => this.runSplit(steps, inputs, out), timed);
+      this.lastDispatches = steps.reduce((n, s) => n + 1 + s.packs.length + (s.epilogue ? 1 : 0), 0);
+      return out;
+    }
     const loaded = this.compiled(k);
     const params: Array<bigint|number> = [out.ptr, ...loaded.source.bindings.map(slot => inputs[slot].ptr)];
     if (k.template === 'attention' && k.mask) params.push(this.tileFormat(k, inputs).ptr);
     this.launch(loaded, params, timed);
     return out;
+  }
+
+  private readonly splits = new WeakMap<Kernel, SplitStep[]|null>();
+
+  /** How cuBLASLt computes a planned GEMM that it cannot take whole (gemm_split.ts); null: the generated GEMM. */
+  private splitSteps(k: GemmKernel): SplitStep[]|null {
+    if (!this.splits.has(k)) this.splits.set(k, splitGemm(k));
+    return this.splits.get(k)!;
+  }
+
+  private runSplit(steps: SplitStep[], inputs: CudaBuffer[], out: CudaBuffer) {
+    // Scratch goes back to the pool as soon as its last reader is queued: the one stream runs that
+    // reader before any later user of the memory.
+    const launchInto = (kernel: Kernel, dst: bigint, bufs: CudaBuffer[]) => {
+      const loaded = this.compiled(kernel);
+      this.device.launch(loaded.fn, loaded.source.grid, loaded.source.block, [dst, ...loaded.source.bindings.map(slot => bufs[slot].ptr)]);
+    };
+    for (const s of steps) {
+      const bufs = [...inputs];
+      const scratch: CudaBuffer[] = [];
+      for (const p of s.packs) {
+        const b = this.alloc(p.kernel.output.shape, 'float32');
+        launchInto(p.kernel, b.ptr, bufs);
+        bufs[p.slot] = b;
+        scratch.push(b);
+      }
+      const dst = out.ptr + BigInt(4 * s.outOffset);
+      const bias = s.lt.biasSlot != null ? bufs[s.lt.biasSlot].ptr : null;
+      if (s.epilogue == null) {
+        this.lt!.run(s.lt, bufs[s.aSlot].ptr, bufs[s.bSlot].ptr, dst, bias, this.gemm === 'tf32');
+      } else {
+        const product = this.alloc(s.epilogue.inputs[s.scratchSlot].shape, 'float32');
+        this.lt!.run(s.lt, bufs[s.aSlot].ptr, bufs[s.bSlot].ptr, product.ptr, bias, this.gemm === 'tf32');
+        bufs[s.scratchSlot] = product;
+        scratch.push(product);
+        launchInto(s.epilogue, dst, bufs);
+      }
+      scratch.forEach(b => this.release(b));
+    }
+  }
+
+  /**
+   * Launches a generated source that is no planned kernel (movement_cuda.ts) on explicit buffers:
+   * parameters are `out`, the inputs in the source's binding order, then 32-bit int scalars.
+   * Compiled once per source, as run() does.
+   */
+  launchSource(source: CudaSource, out: CudaBuffer, inputs: CudaBuffer[], scalars: number[] = [], timed?: Timed) {
+    this.device.makeCurrent();
+    const loaded = this.load(source);
+    const params: Array<bigint|number> = [out.ptr, ...source.bindings.map(slot => inputs[slot].ptr), ...scalars];
+    this.timedLaunch(() => this.device.launch(loaded.fn, source.grid, source.block, params), timed);
   }
 
   /**

@@ -7,10 +7,12 @@ import {Expr} from '../../fusion/expr';
 import {ElementwiseKernel, Kernel, RowKernel} from '../../fusion/planner';
 
 import {attentionCuda} from './attention_cuda';
+import {attentionMmaQualifies, attentionMmaCuda} from './attention_mma_cuda';
 import {checkSizes, coordLines, CudaSource, emitter, indent, signature, slotsOf, store, unit} from './cuda_common';
 import {gemmCuda, GemmPrecision} from './gemm_cuda';
 
 export {maskAnalysisCuda} from './attention_cuda';
+export {attentionMmaQualifies, attentionMmaUnsupported} from './attention_mma_cuda';
 export type {CudaSource} from './cuda_common';
 export type {GemmPrecision} from './gemm_cuda';
 
@@ -109,7 +111,22 @@ function row(k: RowKernel): CudaSource {
 export interface CudaTemplateOptions {
   /** GEMM arithmetic: tf32 tensor cores (mma.sync) or plain fp32 FMAs (the default, exact fp32). */
   gemm?: GemmPrecision;
+  /**
+   * Attention arithmetic: 'fp32' (default; CUDA cores, exact fp32) or 'fp16' (tensor cores,
+   * attention_mma_cuda.ts: fp16 Q/K/V/P, fp32 accumulation and softmax, ~1e-3 relative). Shapes the
+   * tensor-core kernel does not take (head dims not multiples of 16, Br not a multiple of 16, ...)
+   * run the fp32 kernel.
+   */
+  attention?: AttentionPrecision;
+  /** Keys per K/V chunk of the tensor-core attention kernel (16, 32 or 64; default: by its registers). For tuning. */
+  attentionKeys?: number;
+  /** Query rows per CTA of the dense tensor-core attention kernel (16, 32, 64, 128; default 128 for head dims up to 64). For tuning. */
+  attentionRows?: number;
+  /** CTAs per SM the tensor-core attention kernel is compiled to fit (__launch_bounds__; 0: none; default by shape). For tuning. */
+  attentionMinBlocks?: number;
 }
+
+export type AttentionPrecision = 'fp32'|'fp16';
 
 /** The CUDA C of a planned kernel (alias kernels have none: they share storage). */
 export function cudaSourceOf(k: Kernel, options: CudaTemplateOptions = {}): CudaSource {
@@ -117,7 +134,10 @@ export function cudaSourceOf(k: Kernel, options: CudaTemplateOptions = {}): Cuda
     case 'elementwise': return elementwise(k);
     case 'row': return row(k);
     case 'gemm': return gemmCuda(k, options.gemm ?? 'fp32');
-    case 'attention': return attentionCuda(k);
+    case 'attention': {
+      const mma = {keys: options.attentionKeys, rows: options.attentionRows, minBlocks: options.attentionMinBlocks};
+      return options.attention === 'fp16' && attentionMmaQualifies(k, mma) ? attentionMmaCuda(k, mma) : attentionCuda(k);
+    }
     case 'alias': throw new Error('cuda templates: alias kernels share storage and have no code');
   }
 }

@@ -137,6 +137,21 @@ export class WebGPUExecutor {
     return copy;
   }
 
+  /**
+   * A copy of a CPU-resident value in a GPU buffer (the original keeps its CPU values): given to a
+   * base kernel whose inputs are small but whose output is large (GPT-2's causal mask [S, 1] >=
+   * [1, S]), so that the base runs it on the GPU instead of forwarding it to its CPU kernels.
+   */
+  gpuCopy(id: object, copies: object[]): object {
+    const data = this.base.tensorMap.get(id);
+    const dtype = data?.dtype;
+    if (data == null || data.resource != null || data.values == null || (dtype !== 'float32' && dtype !== 'int32' && dtype !== 'bool')) return id;
+    const copy = this.base.makeTensorInfo(data.shape!, dtype, data.values as BackendValues).dataId;
+    this.upload(copy);
+    copies.push(copy);
+    return copy;
+  }
+
   private compile(k: Kernel): Compiled {
     let c = this.compiled.get(k);
     if (c != null) return c;

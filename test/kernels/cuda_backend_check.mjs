@@ -1,0 +1,207 @@
+// CI check of 'stof' on the CUDA base (STOF_DEVICE='cuda') without a GPU: the real backend, planner
+// and CudaExecutor over the fake driver (test/kernels/cuda_fake_driver.mjs: memory is host memory,
+// launches only count, so values are not checked here; bench/cuda_backend_check.mjs checks them on
+// the GPU). Checked: device selection and its errors, where tensors live (fused and CUDA kernels
+// write device memory; nothing comes back to the host until read), fallbacks to tfjs-backend-cpu
+// counted with their copies, host shape arithmetic left on the host, the converted BERT and GPT-2
+// fixtures running with their data path on the device, and no leaked device memory or tensors.
+// One PASS/FAIL line per check; exit 1 on a failure.
+//
+//   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs && node test/kernels/cuda_backend_check.mjs
+import {register} from 'node:module';
+import path from 'node:path';
+
+register('../../scripts/esm_js_resolve.mjs', import.meta.url);
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const load = p => import(path.join(root, 'build/tsc', p));
+
+const tf = await import('@tensorflow/tfjs-core');
+const tfconv = await import('@tensorflow/tfjs-converter');
+await import('@tensorflow/tfjs-backend-cpu');
+const stof = await load('src/public_api.js');
+const {setCudaProvider} = await load('src/backend/register.js');
+const {CudaBase} = await load('src/backend/cuda_base.js');
+const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
+const {fakeCudaLibs} = await import('./cuda_fake_driver.mjs');
+const {writeNamed} = await import('../fixtures/make_fixtures.mjs');
+const {loadFixture} = await import('../fixtures/load_fixture.mjs');
+
+let failures = 0;
+async function check(name, f) {
+  try {
+    await f();
+    console.log(`PASS ${name}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e.message.split('\n')[0]}`);
+  }
+}
+function expect(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+let fake = null;
+let provided = 0;
+setCudaProvider(() => {
+  fake = fakeCudaLibs();
+  provided++;
+  return new CudaBase(new CudaExecutor(fake.libs, {cacheDir: null}));
+});
+
+async function useCuda() {
+  tf.engine().reset();
+  tf.env().set('STOF_DEVICE', 'cuda');
+  expect(await tf.setBackend('stof'), 'setBackend(stof) failed');
+  return tf.backend();
+}
+const inUse = backend => backend.base.exec.stats().inUseBytes;
+
+await check('STOF_DEVICE=cuda sets up the CUDA base', async () => {
+  const backend = await useCuda();
+  expect(stof.backendInfo().base === 'cuda', `base is ${stof.backendInfo().base}`);
+  expect(stof.backendInfo().adapter.device === 'Fake GPU', `device ${JSON.stringify(stof.backendInfo().adapter)}`);
+  expect(backend.base instanceof CudaBase, 'base is not a CudaBase');
+});
+
+await check('fused kernels read and write device memory; nothing comes back until a read', async () => {
+  const backend = await useCuda();
+  const x = tf.randomNormal([64, 128]);
+  const r = await stof.profile(() => tf.softmax(tf.mul(x, 2)));
+  const y = r.result;
+  expect(r.groups.length === 1 && r.groups[0].template === 'row', `groups ${JSON.stringify(r.groups.map(g => g.template))}`);
+  expect(r.copies.toDevice === 1 && r.copies.toDeviceBytes === 64 * 128 * 4, `uploads ${JSON.stringify(r.copies)}`);
+  expect(r.copies.toHost === 0, `downloads before the read ${r.copies.toHost}`);
+  expect(r.fallbacks.length === 0, `fallbacks ${JSON.stringify(r.fallbacks)}`);
+  expect(backend.base.hostValues({dataId: backend.baseIdOf(y.dataId)}) == null, 'the output has host values');
+  const before = backend.deviceCopies().toHost;
+  expect(y.dataSync().length === 64 * 128, 'read length');
+  expect(backend.deviceCopies().toHost === before + 1, 'the read made no download');
+  // The upload of x is cached: a second use uploads nothing.
+  const r2 = await stof.profile(() => tf.exp(x));
+  expect(r2.copies.toDevice === 0, `second use uploaded ${r2.copies.toDevice}`);
+  tf.dispose([x, y, r2.result]);
+});
+
+await check('large gathers and slices run as CUDA kernels on device data', async () => {
+  const backend = await useCuda();
+  const table = tf.randomNormal([1000, 64]);
+  const ids = tf.tensor2d([[1, 5, 7, 999], [0, 2, 3, 4]], [2, 4], 'int32');
+  const r = await stof.profile(() => {
+    const e = tf.gather(table, ids);                 // GatherV2 on the device (the table is large)
+    const s = tf.slice(tf.mul(e, 3), [0, 1, 0], [2, 2, 64]);  // Slice of a device-only value
+    return tf.concat([s, s], 1);                      // Concat of device values
+  });
+  expect(r.fallbacks.length === 0, `fallbacks ${JSON.stringify(r.fallbacks)}`);
+  expect(r.copies.toHost === 0, `downloads ${r.copies.toHost}`);
+  expect(util_eq(r.result.shape, [2, 4, 64]), `shape ${r.result.shape}`);
+  expect(backend.base.hostValues({dataId: backend.baseIdOf(r.result.dataId)}) == null, 'the output is on the host');
+  tf.dispose([table, ids, r.result]);
+});
+
+await check('a kernel without a CUDA implementation falls back through host memory, counted', async () => {
+  await useCuda();
+  const x = tf.randomNormal([8, 16]);
+  const r = await stof.profile(() => tf.cumsum(tf.exp(x), 1));
+  const fb = r.fallbacks.find(f => f.kernel === 'Cumsum');
+  expect(fb != null && /no CUDA kernel.*512 bytes copied from the device/.test(fb.reason), `fallbacks ${JSON.stringify(r.fallbacks)}`);
+  expect(r.copies.toHost === 1 && r.copies.toHostBytes === 512, `copies ${JSON.stringify(r.copies)}`);
+  tf.dispose([x, r.result]);
+});
+
+await check('small host values (shape arithmetic) stay on the host: no copies, no launches', async () => {
+  const backend = await useCuda();
+  const a = tf.tensor1d([1, 2, 3], 'int32');
+  const launches = fake.log.counts.launches;
+  const r = await stof.profile(() => tf.stack([tf.add(a, tf.scalar(1, 'int32')), a]).dataSync());
+  expect(r.copies.toDevice === 0 && r.copies.toHost === 0, `copies ${JSON.stringify(r.copies)}`);
+  expect(fake.log.counts.launches === launches, 'launched on the device');
+  expect(Array.from(r.result).join() === '2,3,4,1,2,3', `values ${Array.from(r.result)}`);
+  tf.dispose(a);
+  void backend;
+});
+
+await check('converted BERT and GPT-2 fixtures run with their data path on the device', async () => {
+  await useCuda();
+  for (const m of ['bert', 'gpt2']) {
+    const {dir} = writeNamed(path.join(root, 'tmp/cuda_check_fixtures'), m);
+    const g = await loadFixture(dir, tfconv);
+    const feeds = {};
+    for (const inp of g.inputs) feeds[inp.name] = tf.ones([2, 16], 'int32');
+    const r = await stof.profile(() => g.execute(feeds));
+    const out = Array.isArray(r.result) ? r.result : [r.result];
+    // Only the inputs' small int32 values and shape arithmetic may touch the CPU: no float data comes back.
+    expect(r.copies.toHost === 0, `${m}: ${r.copies.toHost} downloads (${r.copies.toHostBytes} bytes): ${JSON.stringify(r.fallbacks)}`);
+    expect(r.groups.some(gr => gr.template === 'attention') && r.groups.some(gr => gr.template === 'gemm'), `${m}: groups`);
+    const big = Object.entries(r.baseKernels).filter(([k]) => ['GatherV2', 'SplitV', 'Concat', 'StridedSlice'].includes(k));
+    expect(big.length > 0, `${m}: base kernels ${JSON.stringify(r.baseKernels)}`);
+    tf.dispose([...out, ...Object.values(feeds)]);
+    g.dispose();
+  }
+});
+
+await check('no leaks: 50 forwards keep tensors and device bytes flat', async () => {
+  const backend = await useCuda();
+  const w = tf.randomNormal([64, 64]), table = tf.randomNormal([512, 64]);
+  const step = () => tf.tidy(() => {
+    const e = tf.gather(table, tf.tensor1d([3, 1, 4, 1, 5, 9, 2, 6], 'int32'));
+    const h = tf.relu(tf.add(tf.matMul(e, w), 1));
+    return tf.sum(tf.softmax(h), 1);
+  });
+  const warm = step();  // computed once: the weights' uploads are cached, not leaked
+  warm.dataSync();
+  warm.dispose();
+  const tensors = tf.memory().numTensors, bytes = inUse(backend);
+  for (let i = 0; i < 50; i++) {
+    const y = step();
+    y.dataSync();
+    y.dispose();
+  }
+  expect(tf.memory().numTensors === tensors, `tensors ${tensors} -> ${tf.memory().numTensors}`);
+  expect(inUse(backend) === bytes, `device bytes in use ${bytes} -> ${inUse(backend)}`);
+  tf.dispose([w, table]);
+});
+
+await check('disposing the backend frees every device allocation', async () => {
+  await useCuda();
+  tf.tidy(() => tf.softmax(tf.randomNormal([32, 32])).dataSync());
+  const log = fake.log;
+  tf.engine().reset();
+  expect(log.counts.allocs === log.counts.frees, `allocs ${log.counts.allocs}, frees ${log.counts.frees}`);
+});
+
+await check("STOF_DEVICE='cuda' without CUDA fails naming why; 'auto' goes on without it", async () => {
+  setCudaProvider(() => ({reason: 'CUDA driver libcuda.so.1 not found'}));
+  tf.engine().reset();
+  tf.env().set('STOF_DEVICE', 'cuda');
+  const warn = console.warn;
+  const warnings = [];
+  console.warn = (...a) => warnings.push(a.join(' '));
+  try {
+    const ok = await tf.setBackend('stof');
+    expect(!ok, 'setBackend succeeded');
+    expect(warnings.some(w => /STOF_DEVICE is 'cuda' but CUDA driver libcuda.so.1 not found/.test(w)), `warnings ${warnings}`);
+    tf.engine().reset();
+    tf.env().set('STOF_DEVICE', 'auto');
+    expect(await tf.setBackend('stof'), 'auto failed');
+    expect(stof.backendInfo().base !== 'cuda', 'auto chose cuda');
+    expect(warnings.filter(w => /no CUDA \(CUDA driver libcuda.so.1 not found\) and no WebGPU .*runs on the CPU base/.test(w)).length === 1, `notice: ${warnings}`);
+  } finally {
+    console.warn = warn;
+    tf.env().set('STOF_DEVICE', 'auto');
+  }
+});
+
+await check('an unknown STOF_DEVICE or STOF_PRECISION is rejected naming the value', async () => {
+  let m1 = '', m2 = '';
+  try { tf.env().set('STOF_DEVICE', 'metal'); } catch (e) { m1 = e.message; }
+  try { tf.env().set('STOF_PRECISION', 'bf16'); } catch (e) { m2 = e.message; }
+  expect(/STOF_DEVICE must be one of 'auto', 'cuda', 'webgpu', 'cpu', got "metal"/.test(m1), m1);
+  expect(/STOF_PRECISION must be one of 'fp32', 'tf32', 'fp16', got "bf16"/.test(m2), m2);
+});
+
+function util_eq(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+console.log(`${failures === 0 ? 'all passed' : `${failures} failed`} (${provided} CUDA bases made)`);
+process.exit(failures === 0 ? 0 : 1);
