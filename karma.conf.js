@@ -87,7 +87,9 @@ module.exports = config => {
     browserNoActivityTimeout: 600000,
     browserDisconnectTimeout: 60000,
     captureTimeout: 120000,
-    client: {jasmine: {random: false, timeoutInterval: 60000}, captureConsole: false},
+    // KARMA_GREP=text runs only the specs whose full name contains it (debugging one part of a suite).
+    client: {jasmine: {random: false, timeoutInterval: 60000}, captureConsole: false,
+             ...(process.env.KARMA_GREP ? {args: ['--grep', process.env.KARMA_GREP]} : {})},
     logLevel: config.LOG_WARN,
   });
 };

@@ -90,6 +90,13 @@ export class CudaBase extends MathBackendCPU implements DeviceHost {
     return dtype === 'bool' ? Uint8Array.from(raw) : raw;
   }
 
+  /** Async read: a tensor only on the device waits for the GPU without blocking the thread, then copies. */
+  override async read(dataId: DataId): Promise<BackendValues> {
+    const e = this.data.has(dataId) ? this.entry(dataId) : null;
+    if (e instanceof DeviceEntry && e.host == null && e.device != null) await this.exec.idle();
+    return super.read(dataId);
+  }
+
   override disposeData(dataId: DataId, force = false): boolean {
     const e = this.data.has(dataId) ? this.entry(dataId) : null;
     const deleted = super.disposeData(dataId, force);

@@ -30,6 +30,10 @@ export type BaseName = 'webgpu' | 'cpu' | 'cuda';
 /** Inputs (or a broadcast output) of at least this many elements make a kernel with a CUDA implementation run on the device. */
 const DEVICE_MIN_ELEMENTS = 4096;
 
+/** Elementwise integer kernels that broadcast (the WebGPU base runs them on its CPU for small inputs). */
+const BROADCAST_INT_KERNELS = new Set(['Add', 'Sub', 'Multiply', 'Equal', 'NotEqual', 'Greater', 'GreaterEqual', 'Less', 'LessEqual',
+                                       'LogicalAnd', 'LogicalOr', 'Maximum', 'Minimum']);
+
 /**
  * Elements a kernel writes where small inputs make a large output: GPT-2's causal mask ([S, 1] >=
  * [1, S]), BERT's token-type embedding (a [2, H] table gathered B·S times). 0 where unknown or invalid
@@ -152,12 +156,13 @@ export class StofBackend extends KernelBackend {
     const baseInputs = (Array.isArray(inputs) ? convert(inputs) :
         Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, convert(v)]))) as NamedTensorInfoMap;
     this.profiler.baseKernel(config.kernelName);
-    // Small host inputs, large output: on the GPU (the WebGPU base would run it on its CPU kernels).
-    // Only small inputs are copied; a large one makes the base run the kernel on the GPU anyway.
+    // Integer arithmetic and comparisons of small host inputs with a large broadcast output (GPT-2's
+    // causal mask [S, 1] >= [1, S]): on the GPU, where the WebGPU base would forward them to its CPU
+    // kernels. The inputs get GPU copies; the originals stay readable on the host.
     const copies: object[] = [];
-    if (this.baseName === 'webgpu' && !Array.isArray(baseInputs)) {
+    if (this.baseName === 'webgpu' && BROADCAST_INT_KERNELS.has(config.kernelName) && !Array.isArray(baseInputs)) {
       const infos = Object.values(baseInputs).filter((t): t is TensorInfo => t != null && !Array.isArray(t));
-      if (infos.every(t => util.sizeFromShape(t.shape) < DEVICE_MIN_ELEMENTS) &&
+      if (infos.every(t => (t.dtype === 'int32' || t.dtype === 'bool') && util.sizeFromShape(t.shape) < DEVICE_MIN_ELEMENTS) &&
           outputSizeHint(config.kernelName, baseInputs, attrs, infos) >= DEVICE_MIN_ELEMENTS) {
         const gpu = this.executor as WebGPUExecutor;
         for (const [k, t] of Object.entries(baseInputs)) {

@@ -82,6 +82,18 @@ await check('fused kernels read and write device memory; nothing comes back unti
   tf.dispose([x, y, r2.result]);
 });
 
+await check('await data() of a device tensor waits for the GPU by polling, without blocking the thread', async () => {
+  await useCuda();
+  const x = tf.randomNormal([16, 16]);
+  const y = tf.exp(x);
+  const queries = fake.log.counts.queries;
+  const values = await y.data();
+  expect(values.length === 256, `read ${values.length} values`);
+  // The stand-in reports "not ready" twice, then done: three polls on separate turns of the event loop.
+  expect(fake.log.counts.queries - queries === 3, `polls ${fake.log.counts.queries - queries}`);
+  tf.dispose([x, y]);
+});
+
 await check('large gathers and slices run as CUDA kernels on device data', async () => {
   const backend = await useCuda();
   const table = tf.randomNormal([1000, 64]);

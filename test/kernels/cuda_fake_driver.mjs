@@ -5,7 +5,7 @@
 export function fakeCudaLibs() {
   const memory = new Map();  // base pointer -> Uint8Array
   let next = 0x10000n;
-  const counts = {launches: 0, allocs: 0, frees: 0, matmuls: 0, compiles: 0};
+  const counts = {launches: 0, allocs: 0, frees: 0, matmuls: 0, compiles: 0, queries: 0};
   const bytesAt = ptr => {
     for (const [base, mem] of memory) if (ptr >= base && ptr < base + BigInt(mem.length)) return mem.subarray(Number(ptr - base));
     throw new Error(`fake CUDA: 0x${ptr.toString(16)} is not allocated`);
@@ -31,7 +31,7 @@ export function fakeCudaLibs() {
       return 0;
     },
     cuStreamCreate: s => out(s, handle()), cuStreamSynchronize: () => 0, cuStreamDestroy_v2: () => 0,
-    cuEventCreate: e => out(e, handle()), cuEventRecord: () => 0, cuEventSynchronize: () => 0,
+    cuEventCreate: e => out(e, handle()), cuEventRecord: () => 0, cuEventSynchronize: () => 0, cuEventQuery: () => { counts.queries++; return counts.queries % 3 === 0 ? 0 : 600; },
     cuEventElapsedTime_v2: ms => { ms[0] = 0.01; return 0; }, cuEventDestroy_v2: () => 0,
     cuGetErrorName: (e, s) => out(s, 'FAKE_ERROR'), cuGetErrorString: (e, s) => out(s, 'fake error'),
   };

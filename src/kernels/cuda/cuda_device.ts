@@ -14,6 +14,7 @@ const ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 const FUNC_MAX_DYNAMIC_SHARED = 8;
 /** CU_EVENT_DEFAULT (timing enabled). */
 const EVENT_DEFAULT = 0;
+const CUDA_ERROR_NOT_READY = 600;
 
 export class CudaError extends Error {
   constructor(readonly code: number, what: string, name: string, text: string) {
@@ -169,6 +170,14 @@ export class CudaDevice {
 
   record(event: bigint) {
     this.check(this.api['cuEventRecord'](event, this.stream), 'cuEventRecord');
+  }
+
+  /** Whether the work recorded before `event` has finished (without waiting). */
+  done(event: bigint): boolean {
+    const r = this.api['cuEventQuery'](event);
+    if (r === CUDA_ERROR_NOT_READY) return false;
+    this.check(r, 'cuEventQuery');
+    return true;
   }
 
   /** Milliseconds between two recorded events (waits for the second). */

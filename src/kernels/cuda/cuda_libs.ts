@@ -87,6 +87,7 @@ const DRIVER = [
   'int cuEventCreate(_Out_ uint64_t *event, unsigned int flags)',
   'int cuEventRecord(uint64_t event, uint64_t stream)',
   'int cuEventSynchronize(uint64_t event)',
+  'int cuEventQuery(uint64_t event)',
   'int cuEventDestroy_v2(uint64_t event)',
   'int cuGetErrorString(int error, _Out_ const char **text)',
   'int cuGetErrorName(int error, _Out_ const char **text)',

@@ -134,6 +134,21 @@ export class CudaExecutor {
     return out;
   }
 
+  /**
+   * Resolves once the work queued so far has finished, without blocking the thread: an event is
+   * recorded and polled between turns of the event loop (so `await tensor.data()` lets the app run
+   * while the GPU computes; the copy after it does not wait).
+   */
+  async idle(): Promise<void> {
+    this.device.makeCurrent();
+    const e = this.event();
+    this.device.record(e);
+    for (let polls = 0; !this.device.done(e); polls++) {
+      await new Promise(resolve => (polls < 64 ? setImmediate(resolve) : setTimeout(resolve, 1)));
+    }
+    this.spareEvents.push(e);
+  }
+
   retain(buf: CudaBuffer): CudaBuffer {
     buf.refs++;
     return buf;
