@@ -7,7 +7,8 @@
 // compiled through NVRTC (the run-time path). One PASS/FAIL line per case; exit 1 on a failure.
 //
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs && node test/kernels/cuda_codegen_check.mjs
-// Options: --keep DIR (leave the .cu files there), NVCC=/path/to/nvcc, CUDA_ARCH=sm_90.
+// Options: --keep DIR (leave the .cu files there), --variants (also the fp16 attention kernel's tuning
+// variants), NVCC=/path/to/nvcc, CUDA_ARCH=sm_90.
 import fs from 'node:fs';
 import {register} from 'node:module';
 import os from 'node:os';
@@ -24,6 +25,7 @@ const {compileNvrtc} = await import(path.join(root, 'build/tsc/src/kernels/cuda/
 
 const args = process.argv.slice(2);
 const keep = args.includes('--keep') ? args[args.indexOf('--keep') + 1] : null;
+const variants = args.includes('--variants');
 const arch = process.env.CUDA_ARCH ?? 'sm_90';
 const nvcc = findNvcc();
 
@@ -51,12 +53,15 @@ for (const c of cases) {
         for (const precision of ['fp32', 'tf32']) add(`gemm-${precision}`, cudaSourceOf(k, {gemm: precision}).code, c.name);
       } else if (k.template === 'attention') {
         add(`attention-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k).code, c.name);
-        // The tensor-core kernel (precision fp16) where it takes the shape, at its default chunk and at 32 keys.
+        // The tensor-core kernel (precision fp16) where it takes the shape; with --variants also its
+        // tuning variants (32-key chunks, 64-row CTAs, no launch bounds: executor options only).
         if (attentionMmaQualifies(k)) {
           add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16'}).code, c.name);
-          if (attentionMmaQualifies(k, {keys: 32})) add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionKeys: 32}).code, c.name);
-          if (!k.mask && attentionMmaQualifies(k, {rows: 64})) add('attention-mma-dense', cudaSourceOf(k, {attention: 'fp16', attentionRows: 64}).code, c.name);
-          add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionMinBlocks: 0}).code, c.name);
+          if (variants) {
+            if (attentionMmaQualifies(k, {keys: 32})) add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionKeys: 32}).code, c.name);
+            if (!k.mask && attentionMmaQualifies(k, {rows: 64})) add('attention-mma-dense', cudaSourceOf(k, {attention: 'fp16', attentionRows: 64}).code, c.name);
+            add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionMinBlocks: 0}).code, c.name);
+          }
         }
         if (k.mask) add('mask-analysis', maskAnalysisCuda(k).code, c.name);
       } else {
