@@ -52,8 +52,9 @@ export async function profile<T>(fn: () => T|Promise<T>, options: ProfileOptions
   const report: ProfileReport & {result: T} = {...backend.profiler.stop(), result};
   const copiesAfter = backend.deviceCopies();
   if (copiesBefore != null && copiesAfter != null) {
-    report.copies = {toDevice: copiesAfter.toDevice - copiesBefore.toDevice, toDeviceBytes: copiesAfter.toDeviceBytes - copiesBefore.toDeviceBytes,
-                     toHost: copiesAfter.toHost - copiesBefore.toHost, toHostBytes: copiesAfter.toHostBytes - copiesBefore.toHostBytes};
+    const made = {...copiesAfter};
+    for (const key of Object.keys(made) as Array<keyof typeof made>) made[key] -= copiesBefore[key];
+    report.copies = made;
   }
   return report;
 }

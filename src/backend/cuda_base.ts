@@ -63,8 +63,8 @@ export class CudaBase extends MathBackendCPU implements DeviceHost {
 
   /** Host values without a copy from the device (null when the tensor is only on the device). */
   hostValues(info: TensorInfo): TypedArray|null {
-    const e = this.entry(info.dataId) as Entry & {host?: BackendValues|null};
-    if (e instanceof DeviceEntry) return (e.host as TypedArray|null) ?? null;
+    const e = this.entry(info.dataId);
+    if (e instanceof DeviceEntry) return e.host as TypedArray|null;
     return e.values as TypedArray;
   }
 

@@ -93,9 +93,9 @@ interface CachedPlan {
 export class StofBackend extends KernelBackend {
   private disposed = false;
   private readonly values = new Map<DataId, StofValue>();
-  private pendingCount = 0;
-  /** Values recorded and not yet computed or dropped (the candidates of an early flush). */
+  /** Values recorded and not yet computed or dropped (one per pending node). */
   private readonly pendingValues = new Set<StofValue>();
+  private get pendingCount() { return this.pendingValues.size; }
   private readonly plans = new Map<string, CachedPlan>();
   readonly profiler = new Profiler();
   /** The last plan that ran (for explain()). */
@@ -192,9 +192,9 @@ export class StofBackend extends KernelBackend {
     const impl = CUDA_KERNELS[name];
     if (impl != null) {
       const infos = Object.values(inputs).flat().filter((t): t is TensorInfo => t != null) as TensorInfo[];
-      const outSize = outputSizeHint(name, inputs, attrs, infos);
       const onDevice = infos.some(t => cuda.hostValues(t) == null) ||
-          Math.max(outSize, infos.reduce((n, t) => n + util.sizeFromShape(t.shape), 0)) >= DEVICE_MIN_ELEMENTS;
+          infos.reduce((n, t) => n + util.sizeFromShape(t.shape), 0) >= DEVICE_MIN_ELEMENTS ||
+          outputSizeHint(name, inputs, attrs, infos) >= DEVICE_MIN_ELEMENTS;
       if (onDevice) {
         const out = impl({inputs, attrs, host: cuda});
         if (out != null) return out;
@@ -274,7 +274,6 @@ export class StofBackend extends KernelBackend {
     new LazyNode(name, values, {...attrs}, out);
     const dataId = {};
     this.values.set(dataId, out);
-    this.pendingCount++;
     this.pendingValues.add(out);
     this.profiler.recorded(name);
     if (this.pendingCount > PENDING_BOUND) this.flushAllPending();
@@ -387,7 +386,6 @@ export class StofBackend extends KernelBackend {
     if (node == null) return;
     v.node = null;
     this.pendingValues.delete(v);
-    this.pendingCount--;
     for (const input of node.inputs) {
       input.uses--;
       this.release(input);
@@ -406,7 +404,6 @@ export class StofBackend extends KernelBackend {
     if (node != null) {
       v.node = null;
       this.pendingValues.delete(v);
-      this.pendingCount--;
       for (const input of node.inputs) {
         input.uses--;
         this.release(input);
@@ -427,7 +424,6 @@ export class StofBackend extends KernelBackend {
   private flushEarly() {
     const sources = new Set<StofValue>();
     for (const v of this.pendingValues) {
-      if (!v.pending) { this.pendingValues.delete(v); continue; }
       if (v.refs <= 0) continue;
       let src = v;
       while (src.node != null && (src.node.kernel === 'Reshape' || src.node.kernel === 'Transpose')) src = src.node.inputs[0];

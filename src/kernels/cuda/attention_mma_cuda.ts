@@ -237,45 +237,29 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
     const rowCol = (dim: number, p: string) => ((T % (dim / 2)) === 0 ?
         `const int r = (int)threadIdx.x / ${dim / 2} + ${p} * ${T / (dim / 2)}, d = ((int)threadIdx.x % ${dim / 2}) * 2;` :
         `const int t = (int)threadIdx.x + ${p} * ${T}; const int r = t / ${dim / 2}, d = (t % ${dim / 2}) * 2;`);
-    const fetch = `#pragma unroll
-      for (int p = 0; p < ${PK}; p++) {
-        ${rowCol(D, 'p')}
+    // K and V stream through the same loops: pairs of their rows, into registers or shared memory.
+    const sides = [{n: PK, dim: D, pitch: DP, slot: k.kSlot, map: k.k, regs: 'kr', smem: 'ks'},
+                   {n: PV, dim: Dv, pitch: DVP, slot: k.vSlot, map: k.v, regs: 'vr', smem: 'vs'}];
+    const fetch = sides.map(x => `#pragma unroll
+      for (int p = 0; p < ${x.n}; p++) {
+        ${rowCol(x.dim, 'p')}
         const int jt = kn + r;
-        ${pair(k.kSlot, k.k, bc.concat('jt'), 'kr[p][0]', 'kr[p][1]', `jt < ${Sk}`)}
-      }
-      #pragma unroll
-      for (int p = 0; p < ${PV}; p++) {
-        ${rowCol(Dv, 'p')}
-        const int jt = kn + r;
-        ${pair(k.vSlot, k.v, bc.concat('jt'), 'vr[p][0]', 'vr[p][1]', `jt < ${Sk}`)}
-      }`;
-    const commit = `#pragma unroll
-      for (int p = 0; p < ${PK}; p++) {
+        ${pair(x.slot, x.map, bc.concat('jt'), `${x.regs}[p][0]`, `${x.regs}[p][1]`, `jt < ${Sk}`)}
+      }`).join('\n      ');
+    const commit = sides.map(x => `#pragma unroll
+      for (int p = 0; p < ${x.n}; p++) {
         const int t = (int)threadIdx.x + p * ${T};
-        ks[(t / ${D / 2}) * ${DP / 2} + t % ${D / 2}] = h2_(kr[p][0], kr[p][1]);
-      }
-      #pragma unroll
-      for (int p = 0; p < ${PV}; p++) {
-        const int t = (int)threadIdx.x + p * ${T};
-        vs[(t / ${Dv / 2}) * ${DVP / 2} + t % ${Dv / 2}] = h2_(vr[p][0], vr[p][1]);
-      }`;
+        ${x.smem}[(t / ${x.dim / 2}) * ${x.pitch / 2} + t % ${x.dim / 2}] = h2_(${x.regs}[p][0], ${x.regs}[p][1]);
+      }`).join('\n      ');
     // Without prefetching: each pair is loaded, converted and stored (no registers held across the math).
-    const direct = `#pragma unroll 4
-      for (int p = 0; p < ${PK}; p++) {
-        ${rowCol(D, 'p')}
+    const direct = sides.map(x => `#pragma unroll 4
+      for (int p = 0; p < ${x.n}; p++) {
+        ${rowCol(x.dim, 'p')}
         const int jt = kn + r;
         float x_, y_;
-        ${pair(k.kSlot, k.k, bc.concat('jt'), 'x_', 'y_', `jt < ${Sk}`)}
-        ks[r * ${DP / 2} + d / 2] = h2_(x_, y_);
-      }
-      #pragma unroll 4
-      for (int p = 0; p < ${PV}; p++) {
-        ${rowCol(Dv, 'p')}
-        const int jt = kn + r;
-        float x_, y_;
-        ${pair(k.vSlot, k.v, bc.concat('jt'), 'x_', 'y_', `jt < ${Sk}`)}
-        vs[r * ${DVP / 2} + d / 2] = h2_(x_, y_);
-      }`;
+        ${pair(x.slot, x.map, bc.concat('jt'), 'x_', 'y_', `jt < ${Sk}`)}
+        ${x.smem}[r * ${x.pitch / 2} + d / 2] = h2_(x_, y_);
+      }`).join('\n      ');
     const tileParam = mask ? ['const unsigned* __restrict__ tiles'] : [];
     // a0: (row g, columns 2tq, 2tq + 1), a1: row g + 8, a2 / a3: the same 8 columns further.
     const qLoads = [['qr0', '0'], ['qr1', '0'], ['qr0', '8'], ['qr1', '8']].map(([row, dc], x) =>

@@ -2,8 +2,8 @@
 // (optionally transposed) operands, a contiguous output, and an epilogue of nothing, a bias along
 // n, or ReLU of that. Row-major is had by the usual swap: D = A·B row-major is Dᵀ = Bᵀ·Aᵀ
 // column-major, so cuBLASLt's (m, n) are our (N, M) and its per-row bias is our per-column bias.
-// Other epilogues (tfjs's GELU is erf-based; cuBLASLt's GELU is the tanh approximation) run in the
-// generated GEMM template instead.
+// Other epilogues (tfjs's GELU is erf-based; cuBLASLt's GELU is the tanh approximation) run as an
+// elementwise kernel after the product (gemm_split.ts).
 import {AccessMap, isIdentity, mergeTerms, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
 import {GemmKernel} from '../../fusion/planner';

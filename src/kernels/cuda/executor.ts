@@ -14,7 +14,7 @@ import {DeviceAllocator} from './allocator';
 import {ENTRY, intBuffer} from './cuda_common';
 import {CudaDevice, DevicePtr} from './cuda_device';
 import {cudaLibs, CudaLibs} from './cuda_libs';
-import {LtGemm, ltProblemOf} from './cublaslt';
+import {LtGemm} from './cublaslt';
 import {SplitStep, splitGemm} from './gemm_split';
 import {CubinCache, defaultCacheDir} from './nvrtc';
 import {AttentionPrecision, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
@@ -187,10 +187,10 @@ export class CudaExecutor {
   /**
    * Compiles and loads what run(k) launches (its kernel, and a block-sparse attention kernel's mask
    * analysis) without running it: warms the caches before timing, or fills the disk cache from
-   * several processes at once. GEMMs that cuBLASLt computes need nothing.
+   * several processes at once. A GEMM on cuBLASLt needs only its copy and epilogue kernels.
    */
   prepare(k: Kernel) {
-    if (k.template === 'alias' || (this.lt && k.template === 'gemm' && ltProblemOf(k))) return;
+    if (k.template === 'alias') return;
     this.device.makeCurrent();
     const steps = this.lt && k.template === 'gemm' ? this.splitSteps(k) : null;
     if (steps != null) {
@@ -237,13 +237,7 @@ export class CudaExecutor {
     this.device.makeCurrent();
     this.lastDispatches = 1;
     const out = this.alloc(storedShape(k), k.output.dtype);
-    const lt = this.lt && k.template === 'gemm' ? ltProblemOf(k) : null;
-    if (lt && k.template === 'gemm') {
-      const bias = lt.biasSlot != null ? inputs[lt.biasSlot].ptr : null;
-      const [a, b] = [inputs[k.aSlot].ptr, inputs[k.bSlot].ptr];
-      this.timedLaunch(() => this.lt!.run(lt, a, b, out.ptr, bias, this.gemm === 'tf32'), timed);
-      return out;
-    }
+    // A GEMM cuBLASLt takes (whole, or around it: gemm_split.ts), in steps made once per kernel.
     const steps = this.lt && k.template === 'gemm' ? this.splitSteps(k) : null;
     if (steps != null) {
       this.timedLaunch(() => this.runSplit(steps, inputs, out), timed);
