@@ -16,7 +16,7 @@
 // Kernels are compiled first in --jobs processes (NVRTC disk cache), then timed in this one.
 //
 //   npm run build && node bench/cuda_attention.mjs [--S 128,512] [--masks none,causal] [--iters 30]
-//        [--out bench/results/cuda_attention_stof.json] [--jobs 12] [--no-fp32] [--tune]
+//        [--out bench/results/cuda_attention_stof.json] [--jobs 12] [--no-fp32] [--tune] [--staging]
 // (--tune: also time other chunk (64 keys) and CTA (64 rows) sizes of the dense fp16 kernel, mask
 // none, and the fp16 kernel compiled without __launch_bounds__, every mask.)
 import {spawn} from 'node:child_process';
@@ -46,7 +46,7 @@ const iters = Number(opt('iters', 30)), warmup = 5;
 const outPath = opt('out', 'bench/results/cuda_attention_stof.json');
 const jobs = Number(opt('jobs', Math.min(12, os.availableParallelism())));
 const precompile = opt('precompile', null)?.split('/').map(Number);
-const withFp32 = !argv.includes('--no-fp32'), tune = argv.includes('--tune');
+const withFp32 = !argv.includes('--no-fp32'), tune = argv.includes('--tune'), staging = argv.includes('--staging');
 const [B, H, D] = [8, 12, 64];
 const WINDOW = 128, GLOBAL = 32, scale = 1 / Math.sqrt(D);
 
@@ -57,6 +57,12 @@ const VARIANTS = [
   ...(tune ? [{name: 'fp16_kc64', options: {attention: 'fp16', attentionKeys: 64, cublasLt: false}, only: 'none'},
               {name: 'fp16_r64', options: {attention: 'fp16', attentionRows: 64, cublasLt: false}, only: 'none'},
               {name: 'fp16_lb0', options: {attention: 'fp16', attentionMinBlocks: 0, cublasLt: false}}] : []),
+  // --staging: the fp16 kernel with Q/K/V packed to fp16 first (staged) and converted per CTA (direct), forced, every
+  // mask; and staged with two 16-row tiles per warp (mt2: 64-key chunks where they fit, k32: 32-key chunks).
+  ...(staging ? [{name: 'fp16_staged', options: {attention: 'fp16', attentionStaged: true, cublasLt: false}},
+                 {name: 'fp16_direct', options: {attention: 'fp16', attentionStaged: false, cublasLt: false}},
+                 {name: 'fp16_mt2', options: {attention: 'fp16', attentionStaged: true, attentionMtiles: 2, cublasLt: false}},
+                 {name: 'fp16_mt2_k32', options: {attention: 'fp16', attentionStaged: true, attentionMtiles: 2, attentionKeys: 32, cublasLt: false}}] : []),
 ];
 
 // ---- masks (src/kernels/sparse/masks.ts, bench/attention.mjs) -------------------------------------

@@ -48,17 +48,21 @@ for (const c of P.gemmCases()) cases.push({c, modes: gemmModes});
 // Attention in fp16 (tensor cores, attention_mma_cuda.ts; shapes it does not take run fp32): fp16
 // inputs and weights, fp32 accumulation, bound 1e-2.
 const fp16 = {name: 'fp16', options: {gemm: 'fp32', cublasLt: false, attention: 'fp16'}, bound: FP16_BOUND};
+// The staged form (Q/K/V packed to fp16 first, K/V streamed by cp.async): the default from S = 1024, forced here.
+const fp16Staged = {...fp16, name: 'fp16-staged', options: {...fp16.options, attentionStaged: true}};
+// Two 16-row tiles per warp (staged loads).
+const fp16Mt2 = {...fp16, name: 'fp16-staged-mt2', options: {...fp16.options, attentionStaged: true, attentionMtiles: 2}};
 for (const S of quick ? [128] : [128, 1000]) {
   for (const D of [64, 80]) {
     // The rarer forms at the short length only: the float64 reference is O(S²·D) in JavaScript
     // (about 7 s per head at S = 1000); dense and block-sparse plans share one reference.
     for (const form of S > 500 ? ['none', 'causal', 'sliding', 'padding'] : P.MASK_FORMS) {
       for (const attention of form === 'none' ? ['dense'] : ['dense', 'blockwise']) {
-        cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: [...fp32, fp16],
+        cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: [...fp32, fp16, fp16Staged, fp16Mt2],
                     refKey: `${S}/${D}/${form}`});
       }
       // CUDA's tiles (Br = 64, Bc = 32: what the executor's plans use), fp32 and fp16.
-      cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, 'cuda'), modes: [...fp32, fp16], refKey: `${S}/${D}/${form}`});
+      cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, 'cuda'), modes: [...fp32, fp16, fp16Staged, fp16Mt2], refKey: `${S}/${D}/${form}`});
     }
   }
 }
@@ -71,9 +75,9 @@ for (const S of quick ? [127] : [1, 127, 200]) {
       const modes = form === 'none' || S === 200 ? ['cuda'] : ['cuda', 'dense'];
       // Mask none: also the dense kernel's other CTA (64 rows) and chunk (64 keys) sizes; masked: also
       // without __launch_bounds__ (no spills).
-      const fp16Modes = form === 'none' ? [fp16, {...fp16, name: 'fp16-rows64', options: {...fp16.options, attentionRows: 64}},
+      const fp16Modes = form === 'none' ? [fp16, fp16Staged, fp16Mt2, {...fp16, name: 'fp16-rows64', options: {...fp16.options, attentionRows: 64}},
                                            {...fp16, name: 'fp16-keys64', options: {...fp16.options, attentionKeys: 64}}] :
-                        [fp16, {...fp16, name: 'fp16-minblocks0', options: {...fp16.options, attentionMinBlocks: 0}}];
+                        [fp16, fp16Staged, fp16Mt2, {...fp16, name: 'fp16-minblocks0', options: {...fp16.options, attentionMinBlocks: 0}}];
       for (const attention of modes) cases.push({c: P.attentionCase(2, 3, S, D, form, attention), modes: fp16Modes, refKey: `${S}/${D}/${form}/2x3`});
     }
   }

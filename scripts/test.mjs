@@ -2,7 +2,7 @@
 // Run after `npm run build:test`. Suites: tfjs-core's op suite on 'stof' (CPU base in Node, WebGPU
 // base in Chromium) and on the base alone to judge the exclusion list, the package's own specs in
 // both environments, and the UMD bundle loaded by script tags.
-import {spawnSync} from 'node:child_process';
+import {spawn, spawnSync} from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -31,13 +31,13 @@ const SUITES = [
   {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase], env: vk},
   // The GEMM generator with every register block forced, on Dawn (needs a Vulkan driver).
   {name: 'gemm-wgsl', script: ['test/kernels/gemm_wgsl_check.mjs', 'build/tsc/src/kernels/webgpu/gemm_wgsl.js'], env: vk,
-   skip: nodeBase !== 'webgpu'},
+   skip: nodeBase !== 'webgpu', background: true},
   // The CUDA C of every template and parameter class, compiled with nvcc for sm_90 (no GPU needed).
-  {name: 'cuda-codegen', script: ['test/kernels/cuda_codegen_check.mjs']},
+  {name: 'cuda-codegen', script: ['test/kernels/cuda_codegen_check.mjs'], background: true},
   // The CUDA kernels of tfjs's non-fused kernels: shapes against tfjs-backend-cpu, nvcc sm_90, values with host-compiled kernels.
-  {name: 'cuda-movement', script: ['test/kernels/cuda_movement_check.mjs']},
+  {name: 'cuda-movement', script: ['test/kernels/cuda_movement_check.mjs'], background: true},
   // 'stof' on the CUDA base (STOF_DEVICE='cuda') over a fake driver: residency, fallbacks, leaks.
-  {name: 'cuda-backend', script: ['test/kernels/cuda_backend_check.mjs']},
+  {name: 'cuda-backend', script: ['test/kernels/cuda_backend_check.mjs'], background: true},
   {name: 'core-browser-stof', judge: 'stof', exclusionEnv: 'browser-webgpu', karma: true},
   {name: 'core-browser-webgpu', judge: 'base', exclusionEnv: 'browser-webgpu', skip: !hasExclusions('browser-webgpu'), karma: true},
   {name: 'specs-browser', karma: true},
@@ -45,7 +45,26 @@ const SUITES = [
   {name: 'demo-browser', script: ['test/browser/demo_page.mjs']},
 ];
 
-function run(suite) {
+/** A check script's run: {status, stdout, stderr} once it exits. */
+function script(suite) {
+  const env = {...process.env, ...(suite.env ?? {})};
+  return new Promise(resolve => {
+    const p = spawn(process.execPath, suite.script, {env});
+    let stdout = '', stderr = '';
+    p.stdout.on('data', d => { stdout += d; });
+    p.stderr.on('data', d => { stderr += d; });
+    p.on('close', status => resolve({status, stdout, stderr}));
+  });
+}
+
+const selected = suite => !suite.skip && (!only.length || only.includes(suite.name));
+// The check scripts need no browser and mostly one core (nvcc, g++, Dawn): they start at once and
+// run beside the other suites (CI has two cores); their output is printed in suite order.
+// STOF_TEST_SERIAL=1 runs them in turn instead.
+const started = new Map(process.env.STOF_TEST_SERIAL ? [] :
+    SUITES.filter(s => s.script && s.background && selected(s)).map(s => [s.name, script(s)]));
+
+async function run(suite) {
   const env = {...process.env, ...(suite.env ?? {})};
   if (suite.karma) {
     Object.assign(env, {KARMA_SUITE: suite.name, CHROME_BIN: env.CHROME_BIN || '/usr/bin/chromium',
@@ -53,7 +72,7 @@ function run(suite) {
     return spawnSync(process.execPath, ['node_modules/karma/bin/karma', 'start', 'karma.conf.js'], {stdio: 'inherit', env});
   }
   if (suite.script) {  // a check script: one PASS/FAIL line per case, exit code 1 on a failure
-    const r = spawnSync(process.execPath, suite.script, {env, encoding: 'utf8'});
+    const r = await (started.get(suite.name) ?? script(suite));
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr.split('\n').filter(l => !/XDG_RUNTIME_DIR/.test(l)).join('\n'));
     const lines = r.stdout.split('\n');
@@ -98,9 +117,9 @@ const totals = {passed: 0, failed: 0, skipped: 0, excluded: 0};
 const judged = {};
 const lines = [];
 for (const suite of SUITES) {
-  if (suite.skip || (only.length && !only.includes(suite.name))) continue;
+  if (!selected(suite)) continue;
   console.log(`\n=== ${suite.name}`);
-  const status = run(suite).status;
+  const status = (await run(suite)).status;
   const file = `${RESULTS}/${suite.name}.json`;
   let result = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
   if (result == null) {

@@ -21,7 +21,7 @@ const started = Date.now();
 runner.env.clearReporters();
 runner.env.addReporter({
   specDone(r) {
-    counts.specs.push({name: r.fullName, status: r.status});
+    counts.specs.push({name: r.fullName, status: r.status, ms: r.duration});
     if (r.status === 'passed') counts.passed++;
     else if (r.status === 'failed') {
       counts.failed++;

@@ -7,7 +7,8 @@
 # Device run (carry [".device-carry"]):  source .device-carry/unpack.sh >/dev/null 2>&1; bash bench/device/cuda_attention.sh
 # Writes under $OUT: cuda_attention_stof.json (+ .log), attn_peers.json (+ .log), cuda_attention.json,
 # cuda_attention_table.md, gpu.txt. Env (optional): S (e.g. 128,512,1024), MASKS, TUNE=1 (also time
-# other chunk / CTA sizes of the dense fp16 kernel, mask none), STOF_BUDGET_S (default 150), PEERS_BUDGET_S (default 150).
+# other chunk / CTA sizes of the dense fp16 kernel, mask none), STAGING=1 (also the fp16 kernel with Q/K/V
+# packed to fp16 first and without, forced), NO_FP32=1 (no fp32 kernel), STOF_BUDGET_S (default 150), PEERS_BUDGET_S (default 150).
 # S and MASKS reach attn_peers.py through the environment (export them, or set them on the command line).
 set -u
 out=${OUT:-/tmp/out}; mkdir -p "$out"
@@ -23,7 +24,7 @@ stof_budget=${STOF_BUDGET_S:-150}; peers_budget=${PEERS_BUDGET_S:-150}
 
 echo "--- stof on the CUDA executor (fp16 tensor cores, fp32)"
 timeout "$stof_budget" node bench/cuda_attention.mjs --out "$out/cuda_attention_stof.json" ${S:+--S $S} ${MASKS:+--masks $MASKS} \
-  ${TUNE:+--tune} > "$out/cuda_attention_stof.log" 2>&1
+  ${TUNE:+--tune} ${STAGING:+--staging} ${NO_FP32:+--no-fp32} > "$out/cuda_attention_stof.log" 2>&1
 echo "exit $?"; tail -40 "$out/cuda_attention_stof.log"
 
 echo "--- PyTorch peers (budget ${peers_budget} s)"
@@ -32,4 +33,4 @@ echo "exit $?; $(grep -c '^{' "$out/attn_peers.log") rows"; grep -v '^{' "$out/a
 
 echo "--- merged"
 node bench/cuda_attention_merge.mjs --stof "$out/cuda_attention_stof.json" --peers "$out/attn_peers.json" --out "$out/cuda_attention.json" \
-  --table "$out/cuda_attention_table.md" --command "bash bench/device/cuda_attention.sh (S=${S:-all} MASKS=${MASKS:-all}${TUNE:+ TUNE=1})"
+  --table "$out/cuda_attention_table.md" --command "bash bench/device/cuda_attention.sh (S=${S:-all} MASKS=${MASKS:-all}${TUNE:+ TUNE=1}${STAGING:+ STAGING=1}${NO_FP32:+ NO_FP32=1})"

@@ -57,6 +57,14 @@ for (const c of cases) {
         // tuning variants (32-key chunks, 64-row CTAs, no launch bounds: executor options only).
         if (attentionMmaQualifies(k)) {
           add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16'}).code, c.name);
+          // Both forms of the Q/K/V loads (converted per CTA; packed to fp16 first by staged kernels).
+          // Two 16-row tiles per warp with the staged loads (the registers cp.async frees).
+          for (const [staged, mtiles] of [[true, 1], [false, 1], [true, 2]]) {
+            if (!attentionMmaQualifies(k, {staged, mtiles})) continue;
+            const src = cudaSourceOf(k, {attention: 'fp16', attentionStaged: staged, attentionMtiles: mtiles});
+            add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, src.code, c.name);
+            for (const p of src.staged ?? []) add('pack-fp16', p.source.code, c.name);
+          }
           if (variants) {
             if (attentionMmaQualifies(k, {keys: 32})) add(`attention-mma-${k.mask ? 'blockwise' : 'dense'}`, cudaSourceOf(k, {attention: 'fp16', attentionKeys: 32}).code, c.name);
             if (!k.mask && attentionMmaQualifies(k, {rows: 64})) add('attention-mma-dense', cudaSourceOf(k, {attention: 'fp16', attentionRows: 64}).code, c.name);
@@ -135,7 +143,9 @@ const {CudaExecutor} = await import(path.join(root, 'build/tsc/src/kernels/cuda/
 const {fakeCudaLibs} = await import('./cuda_fake_driver.mjs');
 const executorLines = [];
 const executorRuns = cases.filter(c => /^(gemm|qkv|attention-cuda-causal-S70-D64|row-layernorm-L768|elementwise-bool)/.test(c.name)).map(c => [c, {}]);
-for (const c of cases.filter(c => /^attention-cuda-(causal|none)-S70-D64/.test(c.name))) executorRuns.push([c, {attention: 'fp16'}]);
+for (const c of cases.filter(c => /^attention-cuda-(causal|none)-S70-D64/.test(c.name))) {
+  executorRuns.push([c, {attention: 'fp16'}], [c, {attention: 'fp16', attentionStaged: true}]);
+}
 for (const [c, options] of executorRuns) {
   try {
     const {libs, log} = fakeCudaLibs();
@@ -154,7 +164,7 @@ for (const [c, options] of executorRuns) {
     const {allocs, frees, launches, matmuls} = log.counts;
     if (allocs !== frees || log.memory.size !== 0) throw new Error(`${allocs} allocations, ${frees} frees`);
     if (log.counts.compiles !== prepared) throw new Error(`${log.counts.compiles - prepared} compiles after prepare()`);
-    executorLines.push(`PASS executor on a stand-in driver: ${c.name}${options.attention ? ` [${options.attention}]` : ''} (${launches} launches, ${matmuls} cuBLASLt)`);
+    executorLines.push(`PASS executor on a stand-in driver: ${c.name}${options.attention ? ` [${options.attention}${options.attentionStaged ? ', staged' : ''}]` : ''} (${launches} launches, ${matmuls} cuBLASLt)`);
   } catch (e) {
     executorLines.push(`FAIL executor on a stand-in driver: ${c.name}${options.attention ? ` [${options.attention}]` : ''}: ${e.message}`);
   }

@@ -6,7 +6,10 @@
 //     in registers, converted fp32 -> fp16 once);
 //   - K and V stream through shared memory (fp16, rows padded by 8 halves: ldmatrix without bank
 //     conflicts) in chunks of KC keys; the next chunk's fp32 values are loaded into registers while
-//     the current one is computed (cp.async cannot convert), then converted and stored;
+//     the current one is computed (cp.async cannot convert), then converted and stored. Staged
+//     (stagedOf): Q, K and V are first packed to fp16 by three small kernels, and K/V chunks go
+//     global -> shared by cp.async into two buffers; with the registers that frees, a warp may own
+//     two 16-row tiles (mtilesOf), so each K/V fragment feeds two MMAs;
 //   - S = Q·Kᵀ on tensor cores, then the score expression (`k.score`, the same Expr the fp32 kernel
 //     emits: scale, the mask term read where the tile is partial, `scoreFull` without loads where it
 //     is full) per element of the accumulator fragment, keys past Sk -> -inf;
@@ -30,7 +33,7 @@ import {Expr} from '../../fusion/expr';
 import {AttentionKernel} from '../../fusion/planner';
 
 import {TILE_FULL} from '../sparse/mask_format';
-import {checkSizes, coordLines, CudaSource, emitter, indent, signature, slotsOf, store, unit} from './cuda_common';
+import {checkSizes, coordLines, CudaSource, emitter, indent, intBuffer, signature, slotsOf, store, unit} from './cuda_common';
 import {offsetCode} from './cuda_expr';
 
 /** Query rows per CTA at most (4 warps of 16). */
@@ -50,6 +53,33 @@ export interface MmaOptions {
   rows?: number;
   /** CTAs per SM to fit (__launch_bounds__: registers capped at 64K / (threads · minBlocks)); 0: none; default minBlocksOf. */
   minBlocks?: number;
+  /** Q, K and V packed to fp16 by separate kernels first (stagedOf), K/V then streamed with cp.async; default by shape. */
+  staged?: boolean;
+  /** 16-row tiles per warp (1 or 2): with 2, each K/V fragment loaded from shared memory feeds two MMAs. */
+  mtiles?: number;
+}
+
+/**
+ * Whether Q, K and V go through fp16 copies first (packHalf), so that K/V stream into double-buffered
+ * shared memory by cp.async without registers and are converted once instead of per CTA. Default:
+ * the dense kernel from S = 2048 with head dims up to 64 (as measured), with two row tiles per warp (mtilesOf). Measured on the H100
+ * (B=8, H=12, D=64, bench/cuda_attention.mjs --staging): dense S=4096 1.61 ms against 1.86 converting
+ * per CTA, S=2048 0.476 against 0.486; S <= 1024 slower (the packing passes, 6 bytes per element);
+ * block-sparse plans mixed (S=4096 padding and causal 7-12% faster, sliding, dilated, Longformer and
+ * BigBird 6-28% slower), so they convert per CTA.
+ */
+function stagedOf(k: AttentionKernel, o: MmaOptions): boolean {
+  return o.staged ?? (!k.mask && k.D <= 64 && k.Dv <= 64 && k.Sq >= STAGED_MIN_S && k.Sk >= STAGED_MIN_S);
+}
+/** Sequence length (queries and keys) from which the dense kernel is staged by default. */
+const STAGED_MIN_S = 2048;
+/**
+ * 16-row tiles per warp: 2 for the staged dense kernel (each K/V fragment read from shared memory
+ * feeds two MMAs; the registers cp.async frees hold the second tile: S=4096 1.61 against 1.82 ms),
+ * else 1 (block-sparse CTAs of 64 rows would have two warps: 1.1-1.8x slower).
+ */
+function mtilesOf(k: AttentionKernel, o: MmaOptions): number {
+  return o.mtiles ?? (!k.mask && stagedOf(k, o) ? 2 : 1);
 }
 
 /**
@@ -72,6 +102,7 @@ function rowsOf(k: AttentionKernel, o: MmaOptions): number {
  */
 function minBlocksOf(k: AttentionKernel, o: MmaOptions, T: number): number|undefined {
   if (o.minBlocks !== undefined) return o.minBlocks || undefined;
+  if (mtilesOf(k, o) > 1) return undefined;
   if (k.mask && T === 128 && k.D <= 64 && k.Dv <= 64) return 4;
   if (!k.mask && T === 256 && k.D <= 64 && k.Dv <= 64) return 2;
   return undefined;
@@ -81,7 +112,9 @@ function minBlocksOf(k: AttentionKernel, o: MmaOptions, T: number): number|undef
 export function attentionMmaUnsupported(k: AttentionKernel, o: MmaOptions = {}): string|null {
   const {D, Dv, Br, Bc, mask} = k;
   if (D % 16 !== 0 || Dv % 16 !== 0 || D < 16 || Dv < 16 || D > 128 || Dv > 128) return `head dims D = ${D}, Dv = ${Dv} are not multiples of 16 in 16..128`;
-  const R = rowsOf(k, o);
+  const R = rowsOf(k, o), MT = mtilesOf(k, o);
+  if (MT !== 1 && MT !== 2) return `row tiles per warp ${MT} not 1 or 2`;
+  if (R % (16 * MT) !== 0) return `rows per CTA ${R} not a multiple of ${16 * MT} (${MT} row tiles per warp)`;
   if (mask && (R % 16 !== 0 || Br % R !== 0)) return `Br = ${Br} is not a multiple of 16 (or of 64 above 64)`;
   if (![16, 32, 64, 128].includes(R)) return `rows per CTA ${R} not 16, 32, 64 or 128`;
   if (mask && Bc % 16 !== 0) return `Bc = ${Bc} is not a multiple of 16`;
@@ -94,7 +127,7 @@ export function attentionMmaQualifies(k: AttentionKernel, o: MmaOptions = {}): b
   return attentionMmaUnsupported(k, o) == null;
 }
 
-interface MmaParams { R: number; W: number; T: number; KC: number; prefetch: boolean; }
+interface MmaParams { R: number; MT: number; W: number; T: number; KC: number; prefetch: boolean; staged: boolean; }
 
 /** Registers (per thread) the tensor-core kernel may plan for fragments and prefetched values. */
 const REG_BUDGET = 120;
@@ -102,19 +135,26 @@ const REG_BUDGET = 120;
 function mmaParams(k: AttentionKernel, o: MmaOptions): MmaParams|null {
   const {D, Dv, Bc, mask} = k;
   const keys = o.keys;
-  const R = rowsOf(k, o), W = R / 16, T = 32 * W;
+  const R = rowsOf(k, o), MT = mtilesOf(k, o), W = R / (16 * MT), T = 32 * W;
   const listBytes = mask ? 4 * (mask.nKT + 1) : 0;
-  const fits = (kc: number) => kc * (D + PAD + Dv + PAD) * 2 + listBytes <= SHARED_BYTES;
+  const staged = stagedOf(k, o), stages = staged ? 2 : 1;
+  const fits = (kc: number) => stages * kc * (D + PAD + Dv + PAD) * 2 + listBytes <= SHARED_BYTES;
   const ok = (kc: number) => (!mask || Bc % kc === 0) && fits(kc);
+  // Staged: no registers hold the next chunk (cp.async); the largest chunk that fits two stages.
+  if (staged) {
+    if (keys != null) return ok(keys) ? {R, MT, W, T, KC: keys, prefetch: false, staged} : null;
+    for (const KC of [64, 32, 16]) if (ok(KC)) return {R, MT, W, T, KC, prefetch: false, staged};
+    return null;
+  }
   // Q fragments, O fragments, S fragments; the next chunk's K and V as fp32 while prefetching.
-  const base = (kc: number) => D / 4 + Dv / 2 + kc / 2;
+  const base = (kc: number) => MT * (D / 4 + Dv / 2 + kc / 2);
   const pf = (kc: number) => (kc * (D + Dv)) / T;
   // Keys per chunk: 32 where its next chunk can be prefetched into registers (64 measured slower on
   // the H100 at D = 64: more registers, fewer warps); else the largest that fits, loaded after the
   // chunk before is done.
-  if (keys != null) return ok(keys) ? {R, W, T, KC: keys, prefetch: base(keys) + pf(keys) <= 1.5 * REG_BUDGET} : null;
-  for (const KC of [32]) if (ok(KC) && base(KC) + pf(KC) <= REG_BUDGET) return {R, W, T, KC, prefetch: true};
-  for (const KC of [64, 32, 16]) if (ok(KC) && (KC === 16 || base(KC) <= REG_BUDGET)) return {R, W, T, KC, prefetch: false};
+  if (keys != null) return ok(keys) ? {R, MT, W, T, KC: keys, prefetch: base(keys) + pf(keys) <= 1.5 * REG_BUDGET, staged} : null;
+  for (const KC of [32]) if (ok(KC) && base(KC) + pf(KC) <= REG_BUDGET) return {R, MT, W, T, KC, prefetch: true, staged};
+  for (const KC of [64, 32, 16]) if (ok(KC) && (KC === 16 || base(KC) <= REG_BUDGET)) return {R, MT, W, T, KC, prefetch: false, staged};
   return null;
 }
 
@@ -145,6 +185,12 @@ __device__ __forceinline__ void ldsm4_(unsigned& r0, unsigned& r1, unsigned& r2,
 __device__ __forceinline__ void ldsm4t_(unsigned& r0, unsigned& r1, unsigned& r2, unsigned& r3, unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
 }
+// 16 bytes global -> shared, asynchronously; src_bytes 0 fills zeros (keys past Sk).
+__device__ __forceinline__ void cp16_(unsigned dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit_() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait_() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
 // D = A·B + D, A 16x16 (row), B 16x8 (col), fp16 in, fp32 accumulate.
 __device__ __forceinline__ void mma_(float* c, const unsigned* a, unsigned b0, unsigned b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
@@ -157,7 +203,7 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
   if (why != null) throw new Error(`attentionMmaCuda: ${why} (use the fp32 kernel)`);
   const {batchShape, Sq, Sk, D, Dv, Br, Bc, mask} = k;
   checkSizes(k, [[...batchShape, Sq, Sk]]);
-  const {R, T, KC, prefetch} = mmaParams(k, o)!;
+  const {R, MT, T, KC, prefetch, staged} = mmaParams(k, o)!;
   const minBlocks = minBlocksOf(k, o, T);
   // Block-sparse: CTAs of R rows within the format's query blocks of Br. Dense: query blocks of R.
   const QB = mask ? Br : R;
@@ -169,7 +215,8 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
   const leaf = (e: Expr) => (e.k === 'acc' ? 'acc' : null);
   const em = emitter(k, 'sx', [...bc, 'ii', 'j'], leaf);
   const sc = em.emit(k.score);
-  const slots = [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])].filter((x, i, a) => a.indexOf(x) === i);
+  // Staged: Q, K and V come as fp16 copies (parameters qh, kh, vh); the score's loads (the mask) stay.
+  const slots = (staged ? slotsOf([k.score]) : [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])]).filter((x, i, a) => a.indexOf(x) === i);
   /** `x = ...; y = ...;` from elements (d, d + 1) of `map` (one float2 where aligned), `cond` false: zeros. */
   const pair = (slot: number, m: AccessMap, coords: string[], x: string, y: string, cond = '') => {
     const off = (d: string) => offsetCode(m, [...coords, d]);
@@ -182,20 +229,23 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
   };
   // The score of every element of the chunk's accumulator fragments (rows g, g + 8; keys 2·tq, +1 of each n-tile).
   const scoreLoop = (lines: string[], value: string) => `#pragma unroll
+      for (int mt = 0; mt < ${MT}; mt++) {
+      #pragma unroll
       for (int n = 0; n < ${NT}; n++) {
         #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int j = kc + n * 8 + 2 * tq + (e & 1);
-          const int ii = (e & 2) ? ii1 : ii0;
-          const float acc = s[n][e];
+          const int ii = iiR[2 * mt + (e >> 1)];
+          const float acc = s[mt][n][e];
           (void)j; (void)ii; (void)acc;  // not every score reads them
           float sv = ninf;
           if (j < jend) {
             ${indent(lines, '            ')}
             sv = ${value};
           }
-          s[n][e] = sv;
+          s[mt][n][e] = sv;
         }
+      }
       }`;
   let chunkSetup: string, scoreCode: string, listDecl = '', listLoad = '';
   if (mask) {
@@ -260,20 +310,67 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
         ${pair(x.slot, x.map, bc.concat('jt'), 'x_', 'y_', `jt < ${Sk}`)}
         ${x.smem}[r * ${x.pitch / 2} + d / 2] = h2_(x_, y_);
       }`).join('\n      ');
+    // Staged: the chunk's K and V rows (fp16, contiguous per batch entry) as 16-byte cp.async copies
+    // into stage \`st\` of the shared buffers; keys past Sk are zero-filled.
+    const stageBytes = (pitch: number) => KC * pitch * 2;
+    const issue = [{dim: D, pitch: DP, h: 'kh', smem: 'ks'}, {dim: Dv, pitch: DVP, h: 'vh', smem: 'vs'}].map(x => {
+      const n = (KC * x.dim) / 8, per = Math.ceil(n / T);
+      return `#pragma unroll
+      for (int p = 0; p < ${per}; p++) {
+        const int t = (int)threadIdx.x + p * ${T};
+        ${n % T !== 0 ? `if (t >= ${n}) break;` : ''}
+        const int r = t / ${x.dim / 8}, q8 = t % ${x.dim / 8}, jt = kn + r;
+        cp16_(${x.smem}Base + (unsigned)(st * ${stageBytes(x.pitch)} + (r * ${x.pitch} + q8 * 8) * 2),
+              ${x.h} + (bi * ${Sk} + min(jt, ${Sk - 1})) * ${x.dim / 2} + q8 * 4, jt < ${Sk} ? 16 : 0);
+      }`;
+    }).join('\n      ');
     const tileParam = mask ? ['const unsigned* __restrict__ tiles'] : [];
+    const lead = staged ? ['qh', 'kh', 'vh'].map(n => `const unsigned* __restrict__ ${n}`) : [];
     // a0: (row g, columns 2tq, 2tq + 1), a1: row g + 8, a2 / a3: the same 8 columns further.
-    const qLoads = [['qr0', '0'], ['qr1', '0'], ['qr0', '8'], ['qr1', '8']].map(([row, dc], x) =>
-        `{ const int qi = ${row}; const int d = kk * 16 + ${dc} + 2 * tq; float x_, y_; ${pair(k.qSlot, k.q, bc.concat('qi'), 'x_', 'y_')} qa[kk][${x}] = h2_(x_, y_); }`);
+    const qLoads = [['iiR[2 * mt]', '0'], ['iiR[2 * mt + 1]', '0'], ['iiR[2 * mt]', '8'], ['iiR[2 * mt + 1]', '8']].map(([row, dc], x) => (staged ?
+        `qa[mt][kk][${x}] = qh[(bi * ${Sq} + ${row}) * ${D / 2} + kk * 8 + ${Number(dc) / 2} + tq];` :
+        `{ const int qi = ${row}; const int d = kk * 16 + ${dc} + 2 * tq; float x_, y_; ${pair(k.qSlot, k.q, bc.concat('qi'), 'x_', 'y_')} qa[mt][kk][${x}] = h2_(x_, y_); }`));
+    const stages = staged ? 2 : 1;
+    // Before the loop: the first chunk (staged: its copies in flight; else in shared memory).
+    const first = staged ? `${issue}
+    cp_commit_();` : prefetch ? `${fetch}
+    ${commit}` : direct;
+    // At the top of chunk c: the next chunk's copies start (staged) or its loads into registers.
+    const ahead = staged ? `if (c + 1 < nc) {
+      const int cn = c + 1, st = cn & 1;
+      ${nextChunk}
+      ${issue}
+      cp_commit_();
+      cp_wait_<1>();  // chunk c has landed; c + 1 is in flight
+    } else {
+      cp_wait_<0>();
+    }
+    __syncthreads();` : prefetch ? `// The next chunk's K and V into registers: their latency hides behind this chunk's math.
+    if (c + 1 < nc) {
+      const int cn = c + 1;
+      ${nextChunk}
+      ${fetch}
+    }` : '';
+    // After chunk c's math: (staged) the stage is free once every warp is done with it; else the
+    // next chunk replaces this one in the single buffer.
+    const behind = staged ? '__syncthreads();' : `__syncthreads();
+    if (c + 1 < nc) {
+      ${prefetch ? commit : `const int cn = c + 1;
+      ${nextChunk}
+      ${direct}`}
+    }
+    __syncthreads();`;
     return {
-      label: `attention-mma(${mask ? 'blockwise' : 'dense'},fp16,D=${D},Dv=${Dv},Br=${Br},Bc=${Bc},R=${R},KC=${KC}${prefetch ? '' : ',no-prefetch'}${minBlocks ? `,minBlocks=${minBlocks}` : ''})`,
+      label: `attention-mma(${mask ? 'blockwise' : 'dense'},fp16,D=${D},Dv=${Dv},Br=${Br},Bc=${Bc},R=${R}${MT > 1 ? `,MT=${MT}` : ''},KC=${KC}${staged ? ',staged' : prefetch ? '' : ',no-prefetch'}${minBlocks ? `,minBlocks=${minBlocks}` : ''})`,
       bindings: slots,
+      staged: staged ? [packHalf(k, k.qSlot, k.q, Sq, D), packHalf(k, k.kSlot, k.k, Sk, D), packHalf(k, k.vSlot, k.v, Sk, Dv)] : undefined,
       tileParam: mask != null,
       grid: [Math.max(1, batch * qBlocks * subBlocks), 1, 1],
       block: [T, 1, 1],
       code: unit(`${MMA_HELPERS}
-${signature(k, slots, tileParam).replace('__global__ void', minBlocks ? `__global__ void __launch_bounds__(${T}, ${minBlocks})` : '__global__ void')} {
-  __shared__ __align__(16) unsigned ks[${(KC * DP) / 2}];
-  __shared__ __align__(16) unsigned vs[${(KC * DVP) / 2}];
+${signature(k, slots, tileParam, undefined, lead).replace('__global__ void', minBlocks ? `__global__ void __launch_bounds__(${T}, ${minBlocks})` : '__global__ void')} {
+  __shared__ __align__(16) unsigned ks[${(stages * KC * DP) / 2}];
+  __shared__ __align__(16) unsigned vs[${(stages * KC * DVP) / 2}];
   ${listDecl}
   const int flat = (int)blockIdx.x / ${subBlocks}, sub = (int)blockIdx.x % ${subBlocks};
   const int bi = flat / ${qBlocks}, qb = flat % ${qBlocks};
@@ -281,25 +378,32 @@ ${signature(k, slots, tileParam).replace('__global__ void', minBlocks ? `__globa
   const int g = lane >> 2, tq = lane & 3;
   (void)sub;
   ${indent(coordLines(batchShape, 'bi', bc), '  ')}
-  // This thread's two rows: g and g + 8 of its warp's 16 (rows past Sq compute a copy of the last row, unstored).
-  const int lr0 = sub * ${R} + warp * 16 + g, lr1 = lr0 + 8;
-  const int i0 = qb * ${QB} + lr0, i1 = qb * ${QB} + lr1;
-  const bool valid0 = i0 < ${Sq}, valid1 = i1 < ${Sq};
-  const int ii0 = valid0 ? i0 : ${Sq - 1}, ii1 = valid1 ? i1 : ${Sq - 1};
+  // This thread's rows: g and g + 8 of each of its warp's MT tiles of 16 (row r = 2·mt + h); rows
+  // past Sq compute a copy of the last row, unstored.
+  int iR[${2 * MT}], iiR[${2 * MT}];
+  #pragma unroll
+  for (int r = 0; r < ${2 * MT}; r++) {
+    iR[r] = qb * ${QB} + sub * ${R} + warp * ${16 * MT} + (r >> 1) * 16 + (r & 1) * 8 + g;
+    iiR[r] = iR[r] < ${Sq} ? iR[r] : ${Sq - 1};
+  }
   const float ninf = -STOF_INF;
-  // Q as A fragments (fp16), once: [k-step][a0..a3].
-  unsigned qa[${KS}][4];
-  {
-    const int qr0 = ii0, qr1 = ii1;
+  // Q as A fragments (fp16), once: [tile][k-step][a0..a3].
+  unsigned qa[${MT}][${KS}][4];
+  #pragma unroll
+  for (int mt = 0; mt < ${MT}; mt++) {
     #pragma unroll
     for (int kk = 0; kk < ${KS}; kk++) {
       ${qLoads.join('\n      ')}
     }
   }
-  float o[${NO}][4];
+  float o[${MT}][${NO}][4];
+  float mR[${2 * MT}], lR[${2 * MT}];
   #pragma unroll
-  for (int n = 0; n < ${NO}; n++) { o[n][0] = 0.0f; o[n][1] = 0.0f; o[n][2] = 0.0f; o[n][3] = 0.0f; }
-  float m0 = ninf, m1 = ninf, l0 = 0.0f, l1 = 0.0f;
+  for (int mt = 0; mt < ${MT}; mt++) {
+    #pragma unroll
+    for (int n = 0; n < ${NO}; n++) { o[mt][n][0] = 0.0f; o[mt][n][1] = 0.0f; o[mt][n][2] = 0.0f; o[mt][n][3] = 0.0f; }
+    mR[2 * mt] = ninf; mR[2 * mt + 1] = ninf; lR[2 * mt] = 0.0f; lR[2 * mt + 1] = 0.0f;
+  }
   const unsigned ksBase = smem_addr_(ks), vsBase = smem_addr_(vs);
   // ldmatrix row addresses of this lane: K (x4: keys +0/+8, d +0/+8 -> b0, b1 of two n-tiles), V (x4.trans).
   const unsigned kLane = (unsigned)((((lane & 7) + ((lane >> 4) << 3)) * ${DP} + (((lane >> 3) & 1) << 3)) * 2);
@@ -307,104 +411,140 @@ ${signature(k, slots, tileParam).replace('__global__ void', minBlocks ? `__globa
   ${listLoad}
   ${prefetch ? `float kr[${PK}][2], vr[${PV}][2];` : ''}
   if (nc > 0) {
-    const int cn = 0;
+    const int cn = 0, st = 0;
+    (void)st;
     ${nextChunk}
-    ${prefetch ? `${fetch}
-    ${commit}` : direct}
+    ${first}
   }
   __syncthreads();
   for (int c = 0; c < nc; c++) {
     ${chunkSetup}
     const int jend = min(kc + ${KC}, ${Sk});
-    ${prefetch ? `// The next chunk's K and V into registers: their latency hides behind this chunk's math.
-    if (c + 1 < nc) {
-      const int cn = c + 1;
-      ${nextChunk}
-      ${fetch}
-    }` : ''}
-    // S = Q·Kᵀ: [n-tile of 8 keys][c0..c3].
-    float s[${NT}][4];
+    ${ahead}
+    const unsigned ksAt = ksBase${staged ? ` + (unsigned)((c & 1) * ${stageBytes(DP)})` : ''}, vsAt = vsBase${staged ? ` + (unsigned)((c & 1) * ${stageBytes(DVP)})` : ''};
+    // S = Q·Kᵀ: [tile][n-tile of 8 keys][c0..c3]; each K fragment feeds the MT tiles.
+    float s[${MT}][${NT}][4];
     #pragma unroll
-    for (int n = 0; n < ${NT}; n++) { s[n][0] = 0.0f; s[n][1] = 0.0f; s[n][2] = 0.0f; s[n][3] = 0.0f; }
+    for (int mt = 0; mt < ${MT}; mt++) {
+      #pragma unroll
+      for (int n = 0; n < ${NT}; n++) { s[mt][n][0] = 0.0f; s[mt][n][1] = 0.0f; s[mt][n][2] = 0.0f; s[mt][n][3] = 0.0f; }
+    }
     #pragma unroll
     for (int kk = 0; kk < ${KS}; kk++) {
       #pragma unroll
       for (int np = 0; np < ${NT / 2}; np++) {
         unsigned b0, b1, b2, b3;
-        ldsm4_(b0, b1, b2, b3, ksBase + kLane + (unsigned)((np * 16 * ${DP} + kk * 16) * 2));
-        mma_(s[2 * np], qa[kk], b0, b1);
-        mma_(s[2 * np + 1], qa[kk], b2, b3);
+        ldsm4_(b0, b1, b2, b3, ksAt + kLane + (unsigned)((np * 16 * ${DP} + kk * 16) * 2));
+        #pragma unroll
+        for (int mt = 0; mt < ${MT}; mt++) {
+          mma_(s[mt][2 * np], qa[mt][kk], b0, b1);
+          mma_(s[mt][2 * np + 1], qa[mt][kk], b2, b3);
+        }
       }
     }
     {
     ${scoreCode}
     }
-    // Online softmax: the rows' maxima over the quad (all four lanes hold the same bits after).
+    // Online softmax per row: the maxima over the quad (all four lanes hold the same bits after).
     // fmaxf skips NaN; a NaN score still ends its row NaN (its weight exp(NaN) = NaN reaches the
     // sum and the output), as the fp32 kernel's NaN-propagating maximum does.
-    float mx0 = m0, mx1 = m1;
-    #pragma unroll
-    for (int n = 0; n < ${NT}; n++) {
-      mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // Only -inf so far: subtract 0 (every weight is exp(-inf) = 0, no -inf - -inf).
-    const float mu0 = mx0 == ninf ? 0.0f : mx0, mu1 = mx1 == ninf ? 0.0f : mx1;
     const float L2E = 1.4426950408889634f;
-    const float alpha0 = ex2_((m0 - mu0) * L2E), alpha1 = ex2_((m1 - mu1) * L2E);
-    m0 = mx0; m1 = mx1;
-    l0 *= alpha0; l1 *= alpha1;
     #pragma unroll
-    for (int n = 0; n < ${NO}; n++) { o[n][0] *= alpha0; o[n][1] *= alpha0; o[n][2] *= alpha1; o[n][3] *= alpha1; }
-    #pragma unroll
-    for (int n = 0; n < ${NT}; n++) {
-      s[n][0] = ex2_((s[n][0] - mu0) * L2E); s[n][1] = ex2_((s[n][1] - mu0) * L2E);
-      s[n][2] = ex2_((s[n][2] - mu1) * L2E); s[n][3] = ex2_((s[n][3] - mu1) * L2E);
-      l0 += s[n][0] + s[n][1]; l1 += s[n][2] + s[n][3];
+    for (int r = 0; r < ${2 * MT}; r++) {
+      const int mt = r >> 1, h = (r & 1) * 2;
+      float mx = mR[r];
+      #pragma unroll
+      for (int n = 0; n < ${NT}; n++) mx = fmaxf(mx, fmaxf(s[mt][n][h], s[mt][n][h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // Only -inf so far: subtract 0 (every weight is exp(-inf) = 0, no -inf - -inf).
+      const float mu = mx == ninf ? 0.0f : mx;
+      const float alpha = ex2_((mR[r] - mu) * L2E);
+      mR[r] = mx;
+      float l = lR[r] * alpha;
+      #pragma unroll
+      for (int n = 0; n < ${NO}; n++) { o[mt][n][h] *= alpha; o[mt][n][h + 1] *= alpha; }
+      #pragma unroll
+      for (int n = 0; n < ${NT}; n++) {
+        s[mt][n][h] = ex2_((s[mt][n][h] - mu) * L2E); s[mt][n][h + 1] = ex2_((s[mt][n][h + 1] - mu) * L2E);
+        l += s[mt][n][h] + s[mt][n][h + 1];
+      }
+      lR[r] = l;
     }
-    // O += P·V: P's accumulator layout is the A-fragment layout of 16 keys (two n-tiles).
+    // O += P·V: P's accumulator layout is the A-fragment layout of 16 keys (two n-tiles); each V
+    // fragment feeds the MT tiles.
     #pragma unroll
     for (int kp = 0; kp < ${KP}; kp++) {
-      unsigned pa[4];
-      pa[0] = h2_(s[2 * kp][0], s[2 * kp][1]);
-      pa[1] = h2_(s[2 * kp][2], s[2 * kp][3]);
-      pa[2] = h2_(s[2 * kp + 1][0], s[2 * kp + 1][1]);
-      pa[3] = h2_(s[2 * kp + 1][2], s[2 * kp + 1][3]);
+      unsigned pa[${MT}][4];
+      #pragma unroll
+      for (int mt = 0; mt < ${MT}; mt++) {
+        pa[mt][0] = h2_(s[mt][2 * kp][0], s[mt][2 * kp][1]);
+        pa[mt][1] = h2_(s[mt][2 * kp][2], s[mt][2 * kp][3]);
+        pa[mt][2] = h2_(s[mt][2 * kp + 1][0], s[mt][2 * kp + 1][1]);
+        pa[mt][3] = h2_(s[mt][2 * kp + 1][2], s[mt][2 * kp + 1][3]);
+      }
       #pragma unroll
       for (int op = 0; op < ${NO / 2}; op++) {
         unsigned b0, b1, b2, b3;
-        ldsm4t_(b0, b1, b2, b3, vsBase + vLane + (unsigned)((kp * 16 * ${DVP} + op * 16) * 2));
-        mma_(o[2 * op], pa, b0, b1);
-        mma_(o[2 * op + 1], pa, b2, b3);
+        ldsm4t_(b0, b1, b2, b3, vsAt + vLane + (unsigned)((kp * 16 * ${DVP} + op * 16) * 2));
+        #pragma unroll
+        for (int mt = 0; mt < ${MT}; mt++) {
+          mma_(o[mt][2 * op], pa[mt], b0, b1);
+          mma_(o[mt][2 * op + 1], pa[mt], b2, b3);
+        }
       }
     }
-    __syncthreads();
-    if (c + 1 < nc) {
-      ${prefetch ? commit : `const int cn = c + 1;
-      ${nextChunk}
-      ${direct}`}
-    }
-    __syncthreads();
+    ${behind}
   }
   // The rows' sums over the quad; 0/0 = NaN for a row that never saw a finite score.
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   #pragma unroll
-  for (int n = 0; n < ${NO}; n++) {
+  for (int r = 0; r < ${2 * MT}; r++) {
+    lR[r] += __shfl_xor_sync(0xffffffffu, lR[r], 1);
+    lR[r] += __shfl_xor_sync(0xffffffffu, lR[r], 2);
+  }
+  #pragma unroll
+  for (int mt = 0; mt < ${MT}; mt++) {
     #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int i = (e & 2) ? i1 : i0;
-      const int col = n * 8 + 2 * tq + (e & 1);
-      if ((e & 2) ? valid1 : valid0) ${store(k, offsetCode(k.out, [...bc, 'i', 'col']), `o[n][e] / ((e & 2) ? l1 : l0)`)}
+    for (int n = 0; n < ${NO}; n++) {
+      #pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = 2 * mt + (e >> 1), i = iR[r];
+        const int col = n * 8 + 2 * tq + (e & 1);
+        if (i < ${Sq}) ${store(k, offsetCode(k.out, [...bc, 'i', 'col']), 'o[mt][n][e] / lR[r]')}
+      }
     }
   }
 }`),
     };
   }
+}
+
+/**
+ * The fp16 copy of the staged kernel's Q, K or V: \`map\` over [...batch, rows, dim] read as fp32 and
+ * written as pairs of halves, contiguous ([batch, rows, dim]; a K/V shared across heads is copied
+ * per head). One thread per pair.
+ */
+function packHalf(k: AttentionKernel, slot: number, map: AccessMap, rows: number, dim: number): {source: CudaSource, words: number} {
+  const words = (sizeOf(k.batchShape) * rows * dim) / 2;
+  const bc = k.batchShape.map((_, i) => `c${i}`);
+  const off = (d: string) => offsetCode(map, [...bc, 'r', d]);
+  const ld = (d: string) => (intBuffer(k.inputs[slot]) ? `(float)in${slot}[${off(d)}]` : `in${slot}[${off(d)}]`);
+  return {
+    words,
+    source: {
+      label: `pack-fp16(rows=${rows},dim=${dim})`,
+      bindings: [slot],
+      grid: [Math.max(1, Math.ceil(words / 256)), 1, 1],
+      block: [256, 1, 1],
+      code: unit(`${MMA_HELPERS}
+${signature(k, [slot], [], 'unsigned')} {
+  const int t = (int)(blockIdx.x * 256u + threadIdx.x);
+  if (t >= ${words}) return;
+  const int d = (t % ${dim / 2}) * 2, r = (t / ${dim / 2}) % ${rows}, bi = t / ${(dim / 2) * rows};
+  (void)bi;
+  ${indent(coordLines(k.batchShape, 'bi', bc), '  ')}
+  out[t] = h2_(${ld('d')}, ${ld('(d + 1)')});
+}`),
+    },
+  };
 }

@@ -16,6 +16,11 @@ export interface CudaSource {
   bindings: number[];
   /** Block-sparse attention: one more parameter after the inputs, the mask's tile format (u32). */
   tileParam?: boolean;
+  /**
+   * Kernels run first, each into a scratch buffer of `words` 32-bit words that this kernel reads as
+   * a parameter right after the output (in this order); the scratch is released after the launch.
+   */
+  staged?: Array<{source: CudaSource, words: number}>;
   /** For explain() and tests: template and parameter class. */
   label: string;
 }
@@ -39,9 +44,9 @@ export function checkSizes(k: Kernel, extra: number[][] = []) {
   for (const s of extra) if (sizeOf(s) >= 2 ** 31) throw new Error(`cuda templates: domain [${s}] has 2^31 or more elements`);
 }
 
-/** The kernel's parameter list: output, then inputs by binding. */
-export function signature(k: Kernel, slots: number[], extra: string[] = [], outType?: string): string {
-  const params = [`${outType ?? (intOutput(k) ? 'int' : 'float')}* __restrict__ out`];
+/** The kernel's parameter list: output, `lead` (staged copies), then inputs by binding, then `extra`. */
+export function signature(k: Kernel, slots: number[], extra: string[] = [], outType?: string, lead: string[] = []): string {
+  const params = [`${outType ?? (intOutput(k) ? 'int' : 'float')}* __restrict__ out`, ...lead];
   for (const s of slots) params.push(`const ${intBuffer(k.inputs[s]) ? 'int' : 'float'}* __restrict__ in${s}`);
   params.push(...extra);
   return `extern "C" __global__ void ${ENTRY}(${params.join(', ')})`;

@@ -45,6 +45,10 @@ export interface CudaExecutorOptions {
   attentionKeys?: number;
   /** Query rows per CTA of the dense fp16 attention kernel (16, 32, 64, 128; default 128 for head dims up to 64, else 64). For tuning. */
   attentionRows?: number;
+  /** fp16 attention: pack Q/K/V to fp16 first and stream K/V with cp.async (true), or convert per CTA (false); default by shape. */
+  attentionStaged?: boolean;
+  /** 16-row tiles per warp of the fp16 attention kernel (1 or 2: each K/V fragment feeds two MMAs; default 1). For tuning. */
+  attentionMtiles?: number;
   /** CTAs per SM the fp16 attention kernel is compiled to fit (__launch_bounds__; 0: none; default by shape). For tuning. */
   attentionMinBlocks?: number;
   /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
@@ -100,7 +104,8 @@ export class CudaExecutor {
     this.cubins = new CubinCache(libs.nvrtc!, cacheDir, `nvrtc${version[0]}.${minor[0]}`);
     this.gemm = options.gemm ?? 'fp32';
     this.templateOptions = {gemm: this.gemm, attention: options.attention ?? 'fp32', attentionKeys: options.attentionKeys,
-                            attentionRows: options.attentionRows, attentionMinBlocks: options.attentionMinBlocks};
+                            attentionRows: options.attentionRows, attentionMinBlocks: options.attentionMinBlocks,
+                            attentionStaged: options.attentionStaged, attentionMtiles: options.attentionMtiles};
     this.lt = null;
     if ((options.cublasLt ?? true) && libs.cublasLt) {
       try {
@@ -197,7 +202,7 @@ export class CudaExecutor {
       for (const s of steps) [...s.packs.map(p => p.kernel), ...(s.epilogue ? [s.epilogue] : [])].forEach(x => this.compiled(x));
       return;
     }
-    this.compiled(k);
+    this.compiled(k).source.staged?.forEach(p => this.load(p.source));
     if (k.template === 'attention' && k.mask) this.load(maskAnalysisCuda(k));
   }
 
@@ -245,9 +250,20 @@ export class CudaExecutor {
       return out;
     }
     const loaded = this.compiled(k);
-    const params: Array<bigint|number> = [out.ptr, ...loaded.source.bindings.map(slot => inputs[slot].ptr)];
-    if (k.template === 'attention' && k.mask) params.push(this.tileFormat(k, inputs).ptr);
-    this.launch(loaded, params, timed);
+    const {staged = [], bindings, grid, block} = loaded.source;
+    const tiles = k.template === 'attention' && k.mask ? [this.tileFormat(k, inputs).ptr] : [];
+    // Staged kernels (the fp16 attention's packed Q/K/V) run first, into scratch the main kernel
+    // reads; the scratch goes back to the pool once its reader is queued (one stream). Timed together.
+    this.timedLaunch(() => {
+      const scratch = staged.map(p => {
+        const b = this.alloc([p.words], 'float32');
+        this.device.launch(this.load(p.source).fn, p.source.grid, p.source.block, [b.ptr, ...p.source.bindings.map(slot => inputs[slot].ptr)]);
+        return b;
+      });
+      this.device.launch(loaded.fn, grid, block, [out.ptr, ...scratch.map(b => b.ptr), ...bindings.map(slot => inputs[slot].ptr), ...tiles]);
+      scratch.forEach(b => this.release(b));
+    }, timed);
+    this.lastDispatches += staged.length;
     return out;
   }
 

@@ -124,6 +124,10 @@ export interface CudaTemplateOptions {
   attentionRows?: number;
   /** CTAs per SM the tensor-core attention kernel is compiled to fit (__launch_bounds__; 0: none; default by shape). For tuning. */
   attentionMinBlocks?: number;
+  /** The tensor-core attention with Q/K/V packed to fp16 first (attention_mma_cuda.ts stagedOf); default by shape. */
+  attentionStaged?: boolean;
+  /** 16-row tiles per warp of the tensor-core attention (1 or 2; default 1). For tuning. */
+  attentionMtiles?: number;
 }
 
 export type AttentionPrecision = 'fp32'|'fp16';
@@ -135,7 +139,8 @@ export function cudaSourceOf(k: Kernel, options: CudaTemplateOptions = {}): Cuda
     case 'row': return row(k);
     case 'gemm': return gemmCuda(k, options.gemm ?? 'fp32');
     case 'attention': {
-      const mma = {keys: options.attentionKeys, rows: options.attentionRows, minBlocks: options.attentionMinBlocks};
+      const mma = {keys: options.attentionKeys, rows: options.attentionRows, minBlocks: options.attentionMinBlocks, staged: options.attentionStaged,
+                   mtiles: options.attentionMtiles};
       return options.attention === 'fp16' && attentionMmaQualifies(k, mma) ? attentionMmaCuda(k, mma) : attentionCuda(k);
     }
     case 'alias': throw new Error('cuda templates: alias kernels share storage and have no code');
