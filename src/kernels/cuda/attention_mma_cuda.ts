@@ -62,11 +62,11 @@ export interface MmaOptions {
 /**
  * Whether Q, K and V go through fp16 copies first (packHalf), so that K/V stream into double-buffered
  * shared memory by cp.async without registers and are converted once instead of per CTA. Default:
- * the dense kernel from S = 2048 with head dims up to 64 (as measured), with two row tiles per warp (mtilesOf). Measured on the H100
- * (B=8, H=12, D=64, bench/cuda_attention.mjs --staging): dense S=4096 1.61 ms against 1.86 converting
- * per CTA, S=2048 0.476 against 0.486; S <= 1024 slower (the packing passes, 6 bytes per element);
- * block-sparse plans mixed (S=4096 padding and causal 7-12% faster, sliding, dilated, Longformer and
- * BigBird 6-28% slower), so they convert per CTA.
+ * the dense kernel from S = 2048 with head dims up to 64 (as measured), with two row tiles per warp
+ * (mtilesOf). H100, B=8, H=12, D=64 (bench/cuda_attention.mjs --staging): dense S=4096 1.61 ms
+ * against 1.86 converting per CTA, S=2048 0.476 against 0.486; S <= 1024 slower (the packing
+ * passes, 6 bytes per element); block-sparse plans mixed (S=4096 padding and causal 7-12% faster;
+ * sliding, dilated, Longformer and BigBird 6-28% slower), so they convert per CTA.
  */
 function stagedOf(k: AttentionKernel, o: MmaOptions): boolean {
   return o.staged ?? (!k.mask && k.D <= 64 && k.Dv <= 64 && k.Sq >= STAGED_MIN_S && k.Sk >= STAGED_MIN_S);
