@@ -21,15 +21,12 @@
 // none, and the fp16 kernel compiled without __launch_bounds__, every mask.)
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
-import {register} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
 import {rowDiff} from './attention_reference.mjs';
+import {loadTsc as load} from '../scripts/load_tsc.mjs';
 
-register('../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const load = p => import(path.join(root, 'build/tsc', p));
 const {collectSubgraph, LazyNode, StofValue} = await load('src/fusion/graph.js');
 const {infer} = await load('src/fusion/ops.js');
 const {planSubgraph} = await load('src/fusion/planner.js');

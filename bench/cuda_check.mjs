@@ -13,13 +13,9 @@
 // Every GEMM case runs four ways: the generated template in fp32 and tf32, and with cuBLASLt taking
 // the GEMMs it can (bias / plain).
 import {spawn} from 'node:child_process';
-import {register} from 'node:module';
 import os from 'node:os';
-import path from 'node:path';
+import {loadTsc as load} from '../scripts/load_tsc.mjs';
 
-register('../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const load = p => import(path.join(root, 'build/tsc', p));
 const P = await load('test/kernels/cuda_plans.js');
 const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
 const {evaluateKernel} = await load('src/kernels/cpu/executor.js');

@@ -9,12 +9,9 @@
 //
 //   npm run build && node bench/cuda_movement_check.mjs [--only SUBSTRING[,SUBSTRING...]] [--seed N] [--no-large]
 // --emulate: no GPU; the kernels compiled for the host (test/kernels/cuda_host_emulator.mjs), to check this script.
-import {register} from 'node:module';
 import path from 'node:path';
+import {loadTsc as load, root} from '../scripts/load_tsc.mjs';
 
-register('../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const load = p => import(path.join(root, 'build/tsc', p));
 const tf = await import('@tensorflow/tfjs-core');
 await import('@tensorflow/tfjs-backend-cpu');
 const C = await load('test/kernels/cuda_movement_cases.js');

@@ -7,13 +7,9 @@
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs
 //   node [--cpu-prof --cpu-prof-dir=tmp/prof] bench/host_overhead.mjs [--model bert|gpt2|long] [--batch 1] [--seq 128] [--runs 20]
 //   node bench/device/cpu_prof_summary.js tmp/prof/*.cpuprofile
-import {register} from 'node:module';
 import fs from 'node:fs';
-import path from 'node:path';
+import {loadTsc as load} from '../scripts/load_tsc.mjs';
 
-register('../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-const load = p => import(path.join(root, 'build/tsc', p));
 const argv = process.argv.slice(2);
 const arg = (k, d) => (argv.includes(`--${k}`) ? argv[argv.indexOf(`--${k}`) + 1] : d);
 const [model, B, S, runs] = [arg('model', 'bert'), Number(arg('batch', 1)), Number(arg('seq', 128)), Number(arg('runs', 20))];

@@ -8,12 +8,9 @@
 // One PASS/FAIL line per check; exit 1 on a failure.
 //
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs && node test/kernels/cuda_backend_check.mjs
-import {register} from 'node:module';
 import path from 'node:path';
+import {loadTsc as load, root} from '../../scripts/load_tsc.mjs';
 
-register('../../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const load = p => import(path.join(root, 'build/tsc', p));
 
 const tf = await import('@tensorflow/tfjs-core');
 const tfconv = await import('@tensorflow/tfjs-converter');

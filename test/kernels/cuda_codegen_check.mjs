@@ -10,14 +10,12 @@
 // Options: --keep DIR (leave the .cu files there), --variants (also the fp16 attention kernel's tuning
 // variants), NVCC=/path/to/nvcc, CUDA_ARCH=sm_90.
 import fs from 'node:fs';
-import {register} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
 import {batchUnit, findNvcc, NVCC_SEARCHED, runNvcc} from './nvcc.mjs';
+import {root} from '../../scripts/load_tsc.mjs';
 
-register('../../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const {codegenCases} = await import(path.join(root, 'build/tsc/test/kernels/cuda_plans.js'));
 const {attentionMmaQualifies, cudaSourceOf, maskAnalysisCuda} = await import(path.join(root, 'build/tsc/src/kernels/cuda/templates_cuda.js'));
 const {cudaLibs} = await import(path.join(root, 'build/tsc/src/kernels/cuda/cuda_libs.js'));

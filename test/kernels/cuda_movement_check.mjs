@@ -13,15 +13,12 @@
 // Options: --keep DIR (leave the .cu files there), NVCC=/path/to/nvcc, CUDA_ARCH=sm_90.
 import {spawnSync} from 'node:child_process';
 import fs from 'node:fs';
-import {register} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
 import {batchUnit, findNvcc, NVCC_SEARCHED, runNvcc} from './nvcc.mjs';
+import {loadTsc as load} from '../../scripts/load_tsc.mjs';
 
-register('../../scripts/esm_js_resolve.mjs', import.meta.url);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const load = p => import(path.join(root, 'build/tsc', p));
 const tf = await import('@tensorflow/tfjs-core');
 await import('@tensorflow/tfjs-backend-cpu');
 const C = await load('test/kernels/cuda_movement_cases.js');

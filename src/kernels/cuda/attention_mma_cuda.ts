@@ -40,8 +40,6 @@ import {offsetCode} from './cuda_expr';
 const MAX_ROWS = 64;
 /** Static shared memory a CTA may use (bytes). */
 const SHARED_BYTES = 48 * 1024;
-/** Registers (floats per thread) the next chunk's K and V may take while the current one is computed. */
-const PREFETCH_FLOATS = 64;
 /** Halves of padding per shared K/V row: rows 16 bytes apart modulo 128, so ldmatrix has no bank conflicts. */
 const PAD = 8;
 
