@@ -135,3 +135,31 @@ export function slotsOf(exprs: Expr[]): number[] {
   for (const e of exprs) walk(e, x => { if (x.k === 'in' && !out.includes(x.slot)) out.push(x.slot); });
   return out;
 }
+
+/**
+ * `e` as a·acc + b with constants a, b (constants, acc, +, -, ·, / by a constant, negation), or
+ * null when it is not of that form or reads a buffer. Lets a kernel fold the score's scale into one
+ * fused multiply-add with the softmax's exp2.
+ */
+export function affineInAcc(e: Expr): {a: number, b: number}|null {
+  switch (e.k) {
+    case 'acc': return {a: 1, b: 0};
+    case 'c': return {a: 0, b: e.v};
+    case 'u': {
+      const x = e.op === 'neg' ? affineInAcc(e.a) : null;
+      return x && {a: -x.a, b: -x.b};
+    }
+    case 'b': {
+      const x = affineInAcc(e.a), y = affineInAcc(e.b);
+      if (x == null || y == null) return null;
+      switch (e.op) {
+        case 'add': return {a: x.a + y.a, b: x.b + y.b};
+        case 'sub': return {a: x.a - y.a, b: x.b - y.b};
+        case 'mul': return x.a === 0 ? {a: x.b * y.a, b: x.b * y.b} : y.a === 0 ? {a: x.a * y.b, b: x.b * y.b} : null;
+        case 'div': return y.a === 0 ? {a: x.a / y.b, b: x.b / y.b} : null;
+        default: return null;
+      }
+    }
+    default: return null;
+  }
+}

@@ -100,8 +100,13 @@ export class GraphBuilder {
   }
 }
 
-export type MaskForm = 'none'|'padding'|'causal'|'sliding'|'select'|'allmasked';
-export const MASK_FORMS: MaskForm[] = ['none', 'padding', 'causal', 'sliding', 'select', 'allmasked'];
+export type MaskForm = 'none'|'padding'|'causal'|'sliding'|'dilated'|'select'|'alibi'|'allmasked';
+/**
+ * dilated: every other key of a causal window (alternate bits within each word of the bitmap);
+ * alibi: a causal mask with a real-valued bias on the kept keys (partial tiles that no bitmap can
+ * represent: the mask expression is evaluated per element).
+ */
+export const MASK_FORMS: MaskForm[] = ['none', 'padding', 'causal', 'sliding', 'dilated', 'select', 'alibi', 'allmasked'];
 
 /** softmax(q kᵀ · scale + mask) v over [B, H, S, D] heads, the mask in one of the forms models use. */
 /** How the attention kernel is planned: the planner's defaults for a forced variant, or CUDA's tiles ('cuda'). */
@@ -118,11 +123,13 @@ export function attentionCase(B: number, H: number, S: number, D: number, form: 
   const kept = (b: number) => (b === 0 ? S : form === 'allmasked' ? 0 : Math.floor(S / 2) + 3);
   if (form === 'padding' || form === 'allmasked') {
     s = g.add(s, g.input([B, 1, 1, S], {at: c => (c[3] < kept(c[0]) ? 0 : -1e9)}));
-  } else if (form === 'causal' || form === 'sliding') {
+  } else if (form === 'causal' || form === 'sliding' || form === 'dilated') {
     // A boolean mask as a bias: log(cast(mask)) is 0 or -Infinity (the spelling of stof.attention).
-    const keep = (i: number, j: number) => j <= i && (form === 'causal' || i - j < window);
+    const keep = (i: number, j: number) => j <= i && (form === 'causal' || (form === 'sliding' ? i - j < window : i - j < 2 * window && (i - j) % 2 === 0));
     const m = g.input([S, S], {dtype: 'bool', at: c => (keep(c[0], c[1]) ? 1 : 0)});
     s = g.add(s, g.op('Log', [g.op('Cast', [m], {dtype: 'float32'})]));
+  } else if (form === 'alibi') {
+    s = g.add(s, g.input([S, S], {at: c => (c[1] <= c[0] ? -0.05 * (c[0] - c[1]) : -1e9)}));
   } else if (form === 'select') {
     // tf.where(mask, scores, -1e9) as converted graphs record it: a full-size condition and fill.
     const m = g.input([B, H, S, S], {dtype: 'bool', at: c => (c[3] <= c[2] + window ? 1 : 0)});

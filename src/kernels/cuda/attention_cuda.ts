@@ -14,7 +14,7 @@ import {contiguousStrides, sizeOf} from '../../fusion/access';
 import {Expr} from '../../fusion/expr';
 import {AttentionKernel} from '../../fusion/planner';
 
-import {MASKED_AT_OR_BELOW, TILE_EMPTY, TILE_FULL, TILE_PARTIAL} from '../sparse/mask_format';
+import {formatWords, MASKED_AT_OR_BELOW, maskBits, MaskSpec, TILE_BITS, TILE_EMPTY, TILE_FULL, TILE_PARTIAL} from '../sparse/mask_format';
 import {checkSizes, coordLines, CudaSource, emitter, indent, signature, slotsOf, store, unit} from './cuda_common';
 import {offsetCode} from './cuda_expr';
 
@@ -190,11 +190,18 @@ export function attentionCuda(k: AttentionKernel): CudaSource {
   };
 }
 
+/** Words of the CUDA analysis' output: the tile format, then the bitmap where the mask has one. */
+export function cudaFormatWords(m: MaskSpec): number {
+  return formatWords(m) + (maskBits(m)?.words ?? 0);
+}
+
 /**
  * The mask's tile format (../sparse/mask_format.ts), one block of 256 threads per (mask batch
  * entry, query block), exactly as the WGSL analysis: every score element of the block is classified
  * from the mask expression at q·k = 0, tile by tile; then thread 0 lists the non-empty tiles. A
- * block with a query row that keeps no key lists every tile as partial.
+ * block with a query row that keeps no key lists every tile as partial. Where the mask has a bitmap
+ * (maskBits), each warp's 32 elements are one word of a row (Bc is a multiple of 32), stored from a
+ * ballot, and partial tiles with no kept element under a non-zero mask term become TILE_BITS.
  */
 export function maskAnalysisCuda(k: AttentionKernel): CudaSource {
   const m = k.mask;
@@ -208,8 +215,10 @@ export function maskAnalysisCuda(k: AttentionKernel): CudaSource {
   const zero = m.zero ? em.emit(m.zero) : null;
   const slots = slotsOf(m.zero ? [m.s0, m.zero] : [m.s0]);
   const words = Math.ceil(Br / 32);
+  const bits = maskBits(m);
+  const mixedKind = bits ? `(mixedB == 0 ? ${TILE_BITS}u : ${TILE_PARTIAL}u)` : `${TILE_PARTIAL}u`;
   return {
-    label: `mask-analysis(Br=${Br},Bc=${Bc})`,
+    label: `mask-analysis(Br=${Br},Bc=${Bc}${bits ? ',bits' : ''})`,
     bindings: slots,
     grid: [Math.max(1, groups), 1, 1],
     block: [256, 1, 1],
@@ -222,21 +231,28 @@ export function maskAnalysisCuda(k: AttentionKernel): CudaSource {
   if (threadIdx.x < ${words}u) rowKept[threadIdx.x] = 0u;
   __syncthreads();
   for (int kt = 0; kt < ${nKT}; kt++) {
-    int anyKept = 0, notFull = 0;
+    int anyKept = 0, notFull = 0, mixed = 0;
     for (int e = (int)threadIdx.x; e < ${Br * Bc}; e += 256) {
       const int r = e / ${Bc};
       const int i = qt * ${Br} + r;
       const int j = kt * ${Bc} + e % ${Bc};
+      bool kept = false;
       if (i < ${Sq} && j < ${Sk}) {
         ${indent(em.lines, '        ')}
-        const bool kept = !(${s0} <= ${MASKED_AT_OR_BELOW}.0f);  // NaN is kept
+        kept = !(${s0} <= ${MASKED_AT_OR_BELOW}.0f);  // NaN is kept
+        const bool noop = ${zero ? `${zero} != 0.0f` : 'false'};
         if (kept) { anyKept = 1; atomicOr(&rowKept[r / 32], 1u << (r % 32)); }
-        if (!kept${zero ? ` || ${zero} == 0.0f` : ' || true'}) notFull = 1;
+        if (!kept || !noop) notFull = 1;
+        if (kept && !noop) mixed = 1;
       }
+      ${bits ? `// Warp-uniform trip count (Br·Bc is a multiple of 32): the ballot is row i's word of keys j - lane + 0..31.
+      const unsigned word = __ballot_sync(0xffffffffu, kept);
+      if ((threadIdx.x & 31u) == 0u) out[${formatWords(m)}u + (unsigned)((mb * ${nQT * Br} + i) * ${bits.rowWords} + j / 32)] = word;` : '(void)mixed;'}
     }
     // Block-wide OR of the flags (also the barrier before kinds[] is read).
-    const int anyB = __syncthreads_or(anyKept), notFullB = __syncthreads_or(notFull);
-    if (threadIdx.x == 0) kinds[kt] = anyB == 0 ? ${TILE_EMPTY}u : (notFullB == 0 ? ${TILE_FULL}u : ${TILE_PARTIAL}u);
+    const int anyB = __syncthreads_or(anyKept), notFullB = __syncthreads_or(notFull), mixedB = __syncthreads_or(mixed);
+    (void)mixedB;
+    if (threadIdx.x == 0) kinds[kt] = anyB == 0 ? ${TILE_EMPTY}u : (notFullB == 0 ? ${TILE_FULL}u : ${mixedKind});
   }
   __syncthreads();
   if (threadIdx.x == 0) {

@@ -12,7 +12,11 @@
 //     two 16-row tiles (mtilesOf), so each K/V fragment feeds two MMAs;
 //   - S = Q·Kᵀ on tensor cores, then the score expression (`k.score`, the same Expr the fp32 kernel
 //     emits: scale, the mask term read where the tile is partial, `scoreFull` without loads where it
-//     is full) per element of the accumulator fragment, keys past Sk -> -inf;
+//     is full) per element of the accumulator fragment, keys past Sk -> -inf. Where the score
+//     without its mask term is a scale of acc, the softmax runs on acc itself (the scale folds into
+//     exp2's multiply-add): full tiles cost nothing per element, partial tiles of a two-valued mask
+//     (TILE_BITS) take one bit per score from the analysis' bitmap, other partial tiles evaluate
+//     the expression and map it back to acc's units;
 //   - online softmax in fp32 registers: each thread holds two rows (g and g + 8 of its warp's 16),
 //     the row maximum meets across the quad through two shuffles (NaN-propagating max_, as the fp32
 //     kernel), partial row sums stay per thread until the end; a row with only -inf so far gets no
@@ -29,12 +33,12 @@
 // (attentionMmaQualifies says why). fp16 inputs: |q|, |k|, |v| above 65504 overflow (inf), and
 // values below 6e-8 flush to 0; the products accumulate in fp32.
 import {AccessMap, contiguousStrides, sizeOf} from '../../fusion/access';
-import {Expr} from '../../fusion/expr';
+import {affineInAcc, Expr} from '../../fusion/expr';
 import {AttentionKernel} from '../../fusion/planner';
 
-import {TILE_FULL} from '../sparse/mask_format';
+import {formatWords, maskBits, TILE_BITS, TILE_FULL} from '../sparse/mask_format';
 import {checkSizes, coordLines, CudaSource, emitter, indent, intBuffer, signature, slotsOf, store, unit} from './cuda_common';
-import {offsetCode} from './cuda_expr';
+import {f32c, offsetCode} from './cuda_expr';
 
 /** Query rows per CTA at most (4 warps of 16). */
 const MAX_ROWS = 64;
@@ -156,6 +160,15 @@ function mmaParams(k: AttentionKernel, o: MmaOptions): MmaParams|null {
   return null;
 }
 
+const range = (n: number) => Array.from({length: n}, (_, i) => i);
+
+/** `op` over `xs` as a balanced tree of C expressions ('add': +, else a function name). */
+function tree(op: string, xs: string[]): string {
+  if (xs.length === 1) return xs[0];
+  const h = Math.ceil(xs.length / 2), a = tree(op, xs.slice(0, h)), b = tree(op, xs.slice(h));
+  return op === 'add' ? `(${a} + ${b})` : `${op}(${a}, ${b})`;
+}
+
 /** Whether `map` over [..., rows, d] reads (d, d + 1) as one aligned float2 for every even d. */
 function pairAligned(m: AccessMap): boolean {
   const last = m.dims[m.dims.length - 1];
@@ -213,6 +226,17 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
   const leaf = (e: Expr) => (e.k === 'acc' ? 'acc' : null);
   const em = emitter(k, 'sx', [...bc, 'ii', 'j'], leaf);
   const sc = em.emit(k.score);
+  // The softmax works on t, the score in units where score = A·t + B: where the score without its
+  // mask term is affine in acc (a scale), t = acc, so full tiles need no work per element and the
+  // scale folds into exp2's multiply-add (p = 2^(t·C - max·C), C = A·log2 e); partial tiles map
+  // their score to t. Otherwise t is the score (A = 1, B = 0).
+  const affine = mask ? (mask.scoreFull ? affineInAcc(mask.scoreFull) : null) : affineInAcc(k.score);
+  const lin = affine && affine.a > 0 && Number.isFinite(affine.a) && Number.isFinite(affine.b) ? affine : null;
+  const toT = (v: string) => (lin == null ? v : `(${lin.b === 0 ? v : `${v} - ${f32c(lin.b)}`}) * ${f32c(1 / lin.a)}`);
+  const C = (lin?.a ?? 1) * Math.LOG2E;
+  // Two-valued masks: partial tiles of kind TILE_BITS read one bit per score from the bitmap.
+  const bits = mask ? maskBits(mask) : null;
+  const KW = Math.max(1, KC / 32);  // bitmap words per row and chunk
   // Staged: Q, K and V come as fp16 copies (parameters qh, kh, vh); the score's loads (the mask) stay.
   const slots = (staged ? slotsOf([k.score]) : [k.qSlot, k.kSlot, k.vSlot, ...slotsOf([k.score])]).filter((x, i, a) => a.indexOf(x) === i);
   /** `x = ...; y = ...;` from elements (d, d + 1) of `map` (one float2 where aligned), `cond` false: zeros. */
@@ -225,8 +249,10 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
     }
     return `${x} = ${z(`in${slot}[${off('d')}]`)}; ${y} = ${z(`in${slot}[${off('(d + 1)')}]`)};`;
   };
-  // The score of every element of the chunk's accumulator fragments (rows g, g + 8; keys 2·tq, +1 of each n-tile).
-  const scoreLoop = (lines: string[], value: string) => `#pragma unroll
+  // t of every element of the chunk's accumulator fragments (rows g, g + 8; keys 2·tq, +1 of each
+  // n-tile), from the expression \`value\`; keys past the chunk's end (\`checked\`) or not set in
+  // the bitmap word (\`bitmap\`) get -inf. t = acc where nothing is checked is no code at all.
+  const scoreLoop = (lines: string[], value: string, test: 'none'|'checked'|'bitmap') => (test === 'none' && value === 'acc' && lines.length === 0 ? '' : `#pragma unroll
       for (int mt = 0; mt < ${MT}; mt++) {
       #pragma unroll
       for (int n = 0; n < ${NT}; n++) {
@@ -237,14 +263,26 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
           const float acc = s[mt][n][e];
           (void)j; (void)ii; (void)acc;  // not every score reads them
           float sv = ninf;
-          if (j < jend) {
+          if (${test === 'checked' ? 'j < jend' : test === 'bitmap' ? '(mw_[2 * mt + (e >> 1)][(n * 8) >> 5] >> (((n * 8) & 31) + (e & 1))) & 1u' : 'true'}) {
             ${indent(lines, '            ')}
             sv = ${value};
           }
           s[mt][n][e] = sv;
         }
       }
-      }`;
+      }`);
+  // Chunks that end at kc + KC (all but a last one past Sk) need no bounds test.
+  const bounded = (lines: string[], value: string) => {
+    const none = scoreLoop(lines, value, 'none'), checked = scoreLoop(lines, value, 'checked');
+    if (Sk % KC === 0 && !mask) return none;
+    return none === '' ? `if (jend != kc + ${KC}) {
+      ${checked}
+    }` : `if (jend == kc + ${KC}) {
+      ${none}
+    } else {
+      ${checked}
+    }`;
+  };
   let chunkSetup: string, scoreCode: string, listDecl = '', listLoad = '';
   if (mask) {
     const mStrides = contiguousStrides(mask.maskBatch);
@@ -253,29 +291,47 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
     const fv = mask.scoreFull ? fe.emit(mask.scoreFull) : null;
     const CPT = Bc / KC;  // chunks per tile
     listDecl = `__shared__ unsigned tileList[${mask.nKT}];`;
-    listLoad = `const unsigned tb = (unsigned)((${mb}) * ${mask.nQT} + qb) * ${mask.nKT + 1}u;
+    listLoad = `const int mbv = ${mb};
+  const unsigned tb = (unsigned)(mbv * ${mask.nQT} + qb) * ${mask.nKT + 1}u;
   const int nt = (int)tiles[tb];  // every thread reads the count (one broadcast load, no barrier)
   // The CTA's tile list into shared memory: no dependent global load per chunk.
   for (int t = (int)threadIdx.x; t < nt; t += ${T}) tileList[t] = tiles[tb + 1u + (unsigned)t];
   __syncthreads();
-  const int nc = nt * ${CPT};`;
+  const int nc = nt * ${CPT};${bits ? `
+  // This thread's rows in the bitmap (after the format's words).
+  const unsigned* __restrict__ bitsAt = tiles + ${formatWords(mask)}u;
+  int rowOff_[${2 * MT}];
+  #pragma unroll
+  for (int r = 0; r < ${2 * MT}; r++) rowOff_[r] = (mbv * ${mask.nQT * Br} + iiR[r]) * ${bits.rowWords};` : ''}`;
     // Chunk c: its first key, and whether its tile is full (no mask term).
     chunkSetup = `const unsigned entry_ = tileList[c${CPT > 1 ? ` / ${CPT}` : ''}];
     const int kc = (int)(entry_ & 0xffffu) * ${Bc}${CPT > 1 ? ` + (c % ${CPT}) * ${KC}` : ''};
-    const bool full = (entry_ >> 16) == ${TILE_FULL}u;
-    (void)full;`;
+    const unsigned kind_ = entry_ >> 16;
+    (void)kind_;${bits ? `
+    // A bitmap tile: this thread's bits of its rows, shifted to its keys (2·tq), loaded before the
+    // chunk's MMAs so that their latency hides behind them.
+    unsigned mw_[${2 * MT}][${KW}];
+    #pragma unroll
+    for (int r = 0; r < ${2 * MT}; r++) {
+      #pragma unroll
+      for (int w = 0; w < ${KW}; w++) mw_[r][w] = kind_ == ${TILE_BITS}u ? bitsAt[rowOff_[r] + (kc >> 5) + w] >> ((kc & 31) + 2 * tq) : 0u;
+    }` : ''}`;
     const chunkOf = `const unsigned entryN_ = tileList[cn${CPT > 1 ? ` / ${CPT}` : ''}];
       const int kn = (int)(entryN_ & 0xffffu) * ${Bc}${CPT > 1 ? ` + (cn % ${CPT}) * ${KC}` : ''};`;
-    scoreCode = fv == null ? scoreLoop(em.lines, sc) : `if (full) {
-      ${scoreLoop(fe.lines, fv)}
-    } else {
-      ${scoreLoop(em.lines, sc)}
+    const partial = scoreLoop(em.lines, toT(sc), 'checked');
+    const fullT = lin ? {lines: [] as string[], value: 'acc'} : {lines: fe.lines, value: fv!};
+    scoreCode = fv == null ? partial : `if (kind_ == ${TILE_FULL}u) {
+      ${bounded(fullT.lines, fullT.value)}
+    }${bits ? ` else if (kind_ == ${TILE_BITS}u) {
+      ${scoreLoop(fullT.lines, fullT.value, 'bitmap')}
+    }` : ''} else {
+      ${partial}
     }`;
     return build(chunkOf);
   }
   listLoad = `const int nc = ${Math.ceil(Sk / KC)};`;
   chunkSetup = `const int kc = c * ${KC};`;
-  scoreCode = scoreLoop(em.lines, sc);
+  scoreCode = lin ? bounded([], 'acc') : bounded(em.lines, sc);
   return build(`const int kn = cn * ${KC};`);
 
   function build(nextChunk: string): CudaSource {
@@ -446,28 +502,53 @@ ${signature(k, slots, tileParam, undefined, lead).replace('__global__ void', min
     // Online softmax per row: the maxima over the quad (all four lanes hold the same bits after).
     // fmaxf skips NaN; a NaN score still ends its row NaN (its weight exp(NaN) = NaN reaches the
     // sum and the output), as the fp32 kernel's NaN-propagating maximum does.
-    const float L2E = 1.4426950408889634f;
+    const float C_ = ${f32c(C)};  // A·log2 e
+    // Every row's maximum and rescale first, then every row's weights: each step one basic block
+    // over all rows, so the scheduler interleaves the rows' independent chains (the kernel is bound
+    // by latency at two warps per scheduler).
+    float mus[${2 * MT}];
+    bool huge = false;
     #pragma unroll
     for (int r = 0; r < ${2 * MT}; r++) {
       const int mt = r >> 1, h = (r & 1) * 2;
-      float mx = mR[r];
-      #pragma unroll
-      for (int n = 0; n < ${NT}; n++) mx = fmaxf(mx, fmaxf(s[mt][n][h], s[mt][n][h + 1]));
+      // Pairwise trees, not a chain of NT dependent steps.
+      float mx = fmaxf(mR[r], ${tree('fmaxf', range(NT).map(n => `fmaxf(s[mt][${n}][h], s[mt][${n}][h + 1])`))});
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       // Only -inf so far: subtract 0 (every weight is exp(-inf) = 0, no -inf - -inf).
       const float mu = mx == ninf ? 0.0f : mx;
-      const float alpha = ex2_((mR[r] - mu) * L2E);
+      const float alpha = ex2_((mR[r] - mu) * C_);
       mR[r] = mx;
-      float l = lR[r] * alpha;
+      lR[r] *= alpha;
       #pragma unroll
       for (int n = 0; n < ${NO}; n++) { o[mt][n][h] *= alpha; o[mt][n][h + 1] *= alpha; }
+      mus[r] = mu;
+      huge = huge || !(fabsf(mu * C_) < 4096.0f);
+    }
+    // p = 2^(t·C - mu·C) in one multiply-add, where the rounding of mu·C is below 2^-12 in the
+    // exponent. Huge scores (a row that keeps no key under a large finite bias: all equal) are
+    // subtracted first, exactly, so that equal scores get equal weights 1 (rare: one test per warp).
+    if (__any_sync(0xffffffffu, huge)) {
       #pragma unroll
-      for (int n = 0; n < ${NT}; n++) {
-        s[mt][n][h] = ex2_((s[mt][n][h] - mu) * L2E); s[mt][n][h + 1] = ex2_((s[mt][n][h + 1] - mu) * L2E);
-        l += s[mt][n][h] + s[mt][n][h + 1];
+      for (int r = 0; r < ${2 * MT}; r++) {
+        const int mt = r >> 1, h = (r & 1) * 2;
+        const float mu = mus[r];
+        #pragma unroll
+        for (int n = 0; n < ${NT}; n++) { s[mt][n][h] = ex2_((s[mt][n][h] - mu) * C_); s[mt][n][h + 1] = ex2_((s[mt][n][h + 1] - mu) * C_); }
       }
-      lR[r] = l;
+    } else {
+      #pragma unroll
+      for (int r = 0; r < ${2 * MT}; r++) {
+        const int mt = r >> 1, h = (r & 1) * 2;
+        const float nmc = -mus[r] * C_;
+        #pragma unroll
+        for (int n = 0; n < ${NT}; n++) { s[mt][n][h] = ex2_(fmaf(s[mt][n][h], C_, nmc)); s[mt][n][h + 1] = ex2_(fmaf(s[mt][n][h + 1], C_, nmc)); }
+      }
+    }
+    #pragma unroll
+    for (int r = 0; r < ${2 * MT}; r++) {
+      const int mt = r >> 1, h = (r & 1) * 2;
+      lR[r] += ${tree('add', range(NT).map(n => `(s[mt][${n}][h] + s[mt][${n}][h + 1])`))};
     }
     // O += P·V: P's accumulator layout is the A-fragment layout of 16 keys (two n-tiles); each V
     // fragment feeds the MT tiles.

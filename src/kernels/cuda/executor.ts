@@ -8,7 +8,6 @@
 // (runPlan binds both). Importable anywhere: CudaExecutor.create() reports why not where CUDA is absent.
 import {sizeOf} from '../../fusion/access';
 import {AttentionKernel, GemmKernel, Kernel, Plan, storedShape, ValueInfo} from '../../fusion/planner';
-import {formatWords} from '../sparse/mask_format';
 
 import {DeviceAllocator} from './allocator';
 import {ENTRY, intBuffer} from './cuda_common';
@@ -17,7 +16,7 @@ import {cudaLibs, CudaLibs} from './cuda_libs';
 import {LtGemm} from './cublaslt';
 import {SplitStep, splitGemm} from './gemm_split';
 import {CubinCache, defaultCacheDir} from './nvrtc';
-import {AttentionPrecision, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
+import {AttentionPrecision, cudaFormatWords, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
 
 /** A device buffer; shared (alias, grouped GEMM siblings, the app) by reference count. */
 export interface CudaBuffer {
@@ -379,7 +378,7 @@ export class CudaExecutor {
     // Formats of masks that were released (their memory may hold another tensor now) go, then the oldest.
     for (const [kk, e] of this.tileFormats) if (e.inputs.some(b => b.refs <= 0)) this.dropFormat(kk);
     while (this.tileFormats.size >= CudaExecutor.MAX_FORMATS) this.dropFormat(this.tileFormats.keys().next().value!);
-    const buffer = this.alloc([formatWords(k.mask!)], 'int32');
+    const buffer = this.alloc([cudaFormatWords(k.mask!)], 'int32');
     this.launch(loaded, [buffer.ptr, ...used.map(b => b.ptr)]);
     this.lastDispatches = 2;
     this.tileFormats.set(key, {buffer, inputs: used});

@@ -9,6 +9,12 @@ import {binary, constant, Expr, hasNode, mapLeaves, unary, walk} from '../../fus
 export const TILE_EMPTY = 0;
 export const TILE_FULL = 1;
 export const TILE_PARTIAL = 2;
+/**
+ * Partial, but every element either masked out or with a no-op mask term (a two-valued mask:
+ * causal, sliding, dilated, padding edges): kernels that read the mask's bitmap (maskBits) apply it
+ * from one bit per element instead of the mask expression; others treat it as partial.
+ */
+export const TILE_BITS = 3;
 
 /**
  * A key whose score at q·k = 0 is at or below this (or -Infinity) is masked out: its softmax weight
@@ -81,4 +87,20 @@ export function maskSpec(score: Expr, batchShape: number[], Sq: number, Sk: numb
 /** u32 words of the format: (count + nKT entries) per mask batch entry and query block. */
 export function formatWords(m: MaskSpec): number {
   return m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * (m.nKT + 1);
+}
+
+/** Largest bitmap (u32 words, 64 MiB) kept beside a format; a larger mask has no TILE_BITS tiles. */
+const MAX_BITMAP_WORDS = 2 ** 24;
+
+/**
+ * The mask's bitmap, where it has one: bit (j % 32) of word [mask batch entry, row i, j / 32] (rows
+ * padded to nQT·Br, keys to nKT·Bc; rows past Sq and keys past Sk are 0) is set where key j is kept
+ * (the score at q·k = 0 above MASKED_AT_OR_BELOW). Kept after the format's words. Needs tiles of
+ * whole words (Bc a multiple of 32) and a mask term that can be a no-op (`zero`).
+ */
+export function maskBits(m: MaskSpec): {rowWords: number, words: number}|null {
+  if (m.zero == null || m.Bc % 32 !== 0) return null;
+  const rowWords = (m.nKT * m.Bc) / 32;
+  const words = m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * m.Br * rowWords;
+  return words <= MAX_BITMAP_WORDS ? {rowWords, words} : null;
 }
