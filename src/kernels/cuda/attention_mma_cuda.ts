@@ -303,7 +303,7 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
   int rowOff_[${2 * MT}];
   #pragma unroll
   for (int r = 0; r < ${2 * MT}; r++) rowOff_[r] = (mbv * ${mask.nQT * Br} + iiR[r]) * ${bits.rowWords};` : ''}`;
-    // Chunk c: its first key, and whether its tile is full (no mask term).
+    // Chunk c: its first key, and its tile's kind (full: no mask term; bits: the bitmap; else the mask expression).
     chunkSetup = `const unsigned entry_ = tileList[c${CPT > 1 ? ` / ${CPT}` : ''}];
     const int kc = (int)(entry_ & 0xffffu) * ${Bc}${CPT > 1 ? ` + (c % ${CPT}) * ${KC}` : ''};
     const unsigned kind_ = entry_ >> 16;
