@@ -1,7 +1,7 @@
 // Masked attention on the CUDA executor (issue #8): the planner's real attention kernel (the plan of
 // softmax(q kᵀ · scale + log(cast(mask))) v, as stof.attention spells a boolean mask, with CUDA's
-// tiles Br = 64, Bc = 32: test/kernels/cuda_plans.ts builds it the same way) timed in fp16 (tensor
-// cores, attention_mma_cuda.ts) and fp32 (CUDA cores, attention_cuda.ts). B=8, H=12, D=64,
+// tiles (cudaAttentionChoice: Bc = 32, Br = 64 below S = 512, else 128; test/kernels/cuda_plans.ts
+// builds it the same way) timed in fp16 (tensor cores, attention_mma_cuda.ts) and fp32 (CUDA cores, attention_cuda.ts). B=8, H=12, D=64,
 // S ∈ {128, 512, 1024, 2048, 4096}; masks as bench/attention.mjs builds them with stof.masks (the
 // predicates of src/kernels/sparse/masks.ts, repeated here in plain JS) and bench/device/attn_peers.py
 // for the PyTorch peers: none, padding (lengths S - floor(b·S/16)), causal, sliding (|i-j| <= 128),
@@ -15,7 +15,7 @@
 // Effective TFLOP/s (fp16) = 4·B·H·D·(kept pairs per head)/time.
 // Kernels are compiled first in --jobs processes (NVRTC disk cache), then timed in this one.
 //
-//   npm run build && node bench/cuda_attention.mjs [--S 128,512] [--masks none,causal] [--iters 30]
+//   npm run build && node bench/cuda_attention.mjs [--S 128,512] [--masks none,causal] [--iters 30] [--tiles 128x32]
 //        [--out bench/results/cuda_attention_stof.json] [--jobs 12] [--no-fp32] [--tune] [--staging]
 // (--tune: also time other chunk (64 keys) and CTA (64 rows) sizes of the dense fp16 kernel, mask
 // none, and the fp16 kernel compiled without __launch_bounds__, every mask.)
@@ -45,6 +45,9 @@ const jobs = Number(opt('jobs', Math.min(12, os.availableParallelism())));
 const precompile = opt('precompile', null)?.split('/').map(Number);
 const withFp32 = !argv.includes('--no-fp32'), tune = argv.includes('--tune'), staging = argv.includes('--staging');
 const [B, H, D] = [8, 12, 64];
+/** --tiles BRxBC: the tile format's query rows and keys per tile (default: the executor's, cudaAttentionChoice). */
+const tilesArg = opt('tiles', null)?.split('x').map(Number);
+const tiles = s => (tilesArg ? {...cudaAttentionChoice(s), Br: tilesArg[0], Bc: tilesArg[1]} : cudaAttentionChoice(s));
 const WINDOW = 128, GLOBAL = 32, scale = 1 / Math.sqrt(D);
 
 const VARIANTS = [
@@ -135,7 +138,7 @@ function attentionPlan(S, kind) {
   }
   const out = op('BatchMatMul', [op('Softmax', [s], {dim: -1}), v], {transposeA: false, transposeB: false});
   out.refs = 1;
-  const plan = planSubgraph(collectSubgraph([out]), {attention: 'auto', chooseAttention: cudaAttentionChoice});
+  const plan = planSubgraph(collectSubgraph([out]), {attention: 'auto', chooseAttention: tiles});
   const att = plan.kernels.filter(x => x.template === 'attention');
   if (att.length !== 1) throw new Error(`S=${S} ${kind}: the plan has ${att.length} attention kernels (${plan.kernels.map(x => x.template)})`);
   return {plan, kernel: att[0], q, k, v, m, out};
@@ -189,7 +192,7 @@ const report = {
   device: `${dev.name} (${dev.arch}, ${dev.multiprocessors} SMs)`,
   date: new Date().toISOString(),
   command: `node bench/cuda_attention.mjs ${argv.join(' ')}`.trim(),
-  config: {B, H, D, scale, tiles: cudaAttentionChoice(), window: WINDOW, global_tokens: GLOBAL, bigbird: {block: 64, window: 3, global: 2, random: 3, seed: 1},
+  config: {B, H, D, scale, tiles: tilesArg ? {Br: tilesArg[0], Bc: tilesArg[1]} : {Br: 'cudaAttentionChoice: 64 below S = 512, else 128', Bc: 32}, window: WINDOW, global_tokens: GLOBAL, bigbird: {block: 64, window: 3, global: 2, random: 3, seed: 1},
            iters, warmup, mask_spelling: 'scores + log(cast(bool mask)) (stof.attention)'},
   rows: [],
 };
@@ -211,7 +214,7 @@ function refDiff(S, x, m, out) {
 }
 
 const fmt = (x, d = 3) => (x == null ? '-' : x.toFixed(d));
-console.log(`# ${report.device}; B=${B} H=${H} D=${D}; tiles Br=64 Bc=32; ${iters} timed runs (median), CUDA events`);
+console.log(`# ${report.device}; B=${B} H=${H} D=${D}; tiles ${tilesArg ? `Br=${tilesArg[0]} Bc=${tilesArg[1]}` : 'Br=64 (S < 512) / 128, Bc=32'}; ${iters} timed runs (median), CUDA events`);
 console.log('S     mask        kept%   fp16 ms   fp32 ms  fp32/fp16  TFLOP/s(fp16)  diff f64 (fp16, fp32)  kernel');
 for (const S of SEQ) {
   const n = B * H * S * D;

@@ -68,7 +68,8 @@ for (const S of quick ? [128] : [128, 1000]) {
 for (const S of quick ? [127] : [1, 127, 200]) {
   for (const D of [32, 64, 80, 128]) {
     for (const form of P.MASK_FORMS) {
-      const modes = form === 'none' || S === 200 ? ['cuda'] : ['cuda', 'dense'];
+      // cuda128: the 128-row query blocks CUDA's tiles use from S = 512 (8-warp CTAs where D <= 64).
+      const modes = form === 'none' ? ['cuda'] : S === 200 ? ['cuda', 'cuda128'] : ['cuda', 'dense', 'cuda128'];
       // Mask none: also the dense kernel's other CTA (64 rows) and chunk (64 keys) sizes; masked: also
       // without __launch_bounds__ (no spills).
       const fp16Modes = form === 'none' ? [fp16, fp16Staged, fp16Mt2, {...fp16, name: 'fp16-rows64', options: {...fp16.options, attentionRows: 64}},

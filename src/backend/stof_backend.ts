@@ -294,7 +294,7 @@ export class StofBackend extends KernelBackend {
     const attention = attentionChoice();
     const storage = this.baseName === 'webgpu' ? (this.base as WebGPUBase).device.limits.maxComputeWorkgroupStorageSize : 48 * 1024;
     // On CUDA one kernel serves both variants; its tiles are fixed (the search is not wired there yet).
-    if (this.baseName === 'cuda') return {attention, workgroupStorage: storage, chooseAttention: () => cudaAttentionChoice()};
+    if (this.baseName === 'cuda') return {attention, workgroupStorage: storage, chooseAttention: s => cudaAttentionChoice(s)};
     return {
       attention, workgroupStorage: storage,
       chooseAttention: s => {

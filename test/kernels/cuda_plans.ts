@@ -109,10 +109,14 @@ export type MaskForm = 'none'|'padding'|'causal'|'sliding'|'dilated'|'select'|'a
 export const MASK_FORMS: MaskForm[] = ['none', 'padding', 'causal', 'sliding', 'dilated', 'select', 'alibi', 'allmasked'];
 
 /** softmax(q kᵀ · scale + mask) v over [B, H, S, D] heads, the mask in one of the forms models use. */
-/** How the attention kernel is planned: the planner's defaults for a forced variant, or CUDA's tiles ('cuda'). */
-export type AttentionMode = PlanOptions['attention']|'cuda';
+/**
+ * How the attention kernel is planned: the planner's defaults for a forced variant, CUDA's tiles
+ * ('cuda': by sequence length), or CUDA's tiles of long sequences at any length ('cuda128': Br = 128).
+ */
+export type AttentionMode = PlanOptions['attention']|'cuda'|'cuda128';
 const attentionOptions = (mode: AttentionMode): PlanOptions =>
-    (mode === 'cuda' ? {attention: 'auto', chooseAttention: cudaAttentionChoice} : {attention: mode});
+    (mode === 'cuda' ? {attention: 'auto', chooseAttention: cudaAttentionChoice} :
+     mode === 'cuda128' ? {attention: 'auto', chooseAttention: () => ({...cudaAttentionChoice(), Br: 128})} : {attention: mode});
 
 export function attentionCase(B: number, H: number, S: number, D: number, form: MaskForm, attention: AttentionMode): PlanCase {
   const g = new GraphBuilder();
@@ -246,6 +250,7 @@ export function codegenCases(): PlanCase[] {
       const modes: AttentionMode[] = ['dense', 'cuda'];
       if (D === 64 && form !== 'none') modes.push('blockwise');
       if (D === 64 && (form === 'causal' || form === 'padding')) modes.push('rowwise');
+      if ((D === 64 || D === 80) && form !== 'none') modes.push('cuda128');
       for (const attention of modes) cases.push(attentionCase(2, 2, 70, D, form, attention));
     }
   }

@@ -40,7 +40,7 @@ import {formatWords, maskBits, TILE_BITS, TILE_FULL} from '../sparse/mask_format
 import {checkSizes, coordLines, CudaSource, emitter, indent, intBuffer, signature, slotsOf, store, unit} from './cuda_common';
 import {f32c, offsetCode} from './cuda_expr';
 
-/** Query rows per CTA at most (4 warps of 16). */
+/** Query rows per CTA of 16-row warps at most (4 warps), except the 8-warp CTAs of head dims up to 64. */
 const MAX_ROWS = 64;
 /** Static shared memory a CTA may use (bytes). */
 const SHARED_BYTES = 48 * 1024;
@@ -85,13 +85,14 @@ function mtilesOf(k: AttentionKernel, o: MmaOptions): number {
 }
 
 /**
- * Rows per CTA: block-sparse min(Br, 64) (the format's query blocks). Dense (no format): 128 (8
- * warps share each K/V chunk: half the loads and conversions per row; H100: 1.84 against 2.07 ms
- * at S = 4096, D = 64) where the plan has CUDA's tiles (Br >= 64) and D, Dv <= 64 (larger head dims
- * would spill at 128 registers), 64 for larger heads, else Br (the planner's small dense tiles).
+ * Rows per CTA. Dense (no format): 128 (8 warps share each K/V chunk: half the loads and
+ * conversions per row; H100: 1.84 against 2.07 ms at S = 4096, D = 64) where the plan has CUDA's
+ * tiles (Br >= 64) and D, Dv <= 64 (larger head dims would spill at 128 registers), 64 for larger
+ * heads, else Br (the planner's small dense tiles). Block-sparse: within the format's query blocks,
+ * 128 where they have 128 rows or more and D, Dv <= 64 (as dense), else min(Br, 64).
  */
 function rowsOf(k: AttentionKernel, o: MmaOptions): number {
-  if (k.mask) return Math.min(k.Br, MAX_ROWS);
+  if (k.mask) return k.Br >= 2 * MAX_ROWS && k.D <= 64 && k.Dv <= 64 ? 2 * MAX_ROWS : Math.min(k.Br, MAX_ROWS);
   if (o.rows != null) return o.rows;
   if (k.Br >= MAX_ROWS) return k.D <= 64 && k.Dv <= 64 ? 2 * MAX_ROWS : MAX_ROWS;
   return k.Br % 16 === 0 ? k.Br : MAX_ROWS;
@@ -100,13 +101,13 @@ function rowsOf(k: AttentionKernel, o: MmaOptions): number {
 /**
  * CTAs per SM the kernel is compiled for (__launch_bounds__) unless the options say: 4 for the
  * block-sparse kernel with head dims up to 64 (128 registers, a few spilled: 12 -> 16 warps per SM;
- * H100, S = 4096: dilated 1.33 -> 1.09 ms, padding 1.91 -> 1.76), 2 for the dense 128-row CTA.
+ * H100, S = 4096: dilated 1.33 -> 1.09 ms, padding 1.91 -> 1.76), 2 for 128-row CTAs.
  */
 function minBlocksOf(k: AttentionKernel, o: MmaOptions, T: number): number|undefined {
   if (o.minBlocks !== undefined) return o.minBlocks || undefined;
   if (mtilesOf(k, o) > 1) return undefined;
   if (k.mask && T === 128 && k.D <= 64 && k.Dv <= 64) return 4;
-  if (!k.mask && T === 256 && k.D <= 64 && k.Dv <= 64) return 2;
+  if (T === 256 && k.D <= 64 && k.Dv <= 64) return 2;
   return undefined;
 }
 
