@@ -44,7 +44,7 @@ for (const c of P.gemmCases()) cases.push({c, modes: gemmModes});
 // Attention in fp16 (tensor cores, attention_mma_cuda.ts; shapes it does not take run fp32): fp16
 // inputs and weights, fp32 accumulation, bound 1e-2.
 const fp16 = {name: 'fp16', options: {gemm: 'fp32', cublasLt: false, attention: 'fp16'}, bound: FP16_BOUND};
-// The staged form (Q/K/V packed to fp16 first, K/V streamed by cp.async): the default from S = 1024, forced here.
+// The staged form (Q/K/V packed to fp16 first, K/V streamed by cp.async): the dense kernel's default from S = 2048, forced here.
 const fp16Staged = {...fp16, name: 'fp16-staged', options: {...fp16.options, attentionStaged: true}};
 // Two 16-row tiles per warp (staged loads).
 const fp16Mt2 = {...fp16, name: 'fp16-staged-mt2', options: {...fp16.options, attentionStaged: true, attentionMtiles: 2}};
@@ -57,7 +57,7 @@ for (const S of quick ? [128] : [128, 1000]) {
         cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, attention), modes: [...fp32, fp16, fp16Staged, fp16Mt2],
                     refKey: `${S}/${D}/${form}`});
       }
-      // CUDA's tiles (Br = 64, Bc = 32: what the executor's plans use), fp32 and fp16.
+      // CUDA's tiles (cudaAttentionChoice, what the executor's plans use: Bc = 32, Br = 64 below S = 512, else 128), fp32 and fp16.
       cases.push({c: P.attentionCase(S > 500 ? 1 : 2, S > 500 ? 1 : 4, S, D, form, 'cuda'), modes: [...fp32, fp16, fp16Staged, fp16Mt2], refKey: `${S}/${D}/${form}`});
     }
   }

@@ -18,20 +18,11 @@ const tf = await import('@tensorflow/tfjs-core');
 const tfconv = await import('@tensorflow/tfjs-converter');
 await import('@tensorflow/tfjs-backend-cpu');
 const stof = await load('src/public_api.js');
-const {setCudaProvider} = await load('src/backend/register.js');
-const {CudaBase} = await load('src/backend/cuda_base.js');
-const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
-const {fakeCudaLibs} = await import('../test/kernels/cuda_fake_driver.mjs');
+const {provideStandInCuda} = await import('../test/kernels/stand_in_cuda.mjs');
 const {writeNamed} = await import('../test/fixtures/make_fixtures.mjs');
 const {loadFixture} = await import('../test/fixtures/load_fixture.mjs');
 
-let fake;
-setCudaProvider(() => {
-  fake = fakeCudaLibs();
-  // Launches only count here: the stand-in's pointer check is a cost the real driver does not have.
-  fake.libs.driver.cuLaunchKernel = () => { fake.log.counts.launches++; return 0; };
-  return new CudaBase(new CudaExecutor(fake.libs, {cacheDir: null}));
-});
+const standIn = provideStandInCuda({launchChecks: false});
 tf.env().set('STOF_DEVICE', 'cuda');
 if (!await tf.setBackend('stof')) throw new Error('stof did not initialize');
 
@@ -45,12 +36,12 @@ if (model !== 'gpt2') feeds.token_type_ids = tf.zeros([B, S], 'int32');
 const ts = [];
 let launches = 0;
 for (let i = 0; i < runs + 3; i++) {
-  const l0 = fake.log.counts.launches;
+  const l0 = standIn.fake.log.counts.launches;
   const t0 = performance.now();
   const y = g.execute(feeds);
   await y.data();
   ts.push(performance.now() - t0);
-  launches = fake.log.counts.launches - l0;
+  launches = standIn.fake.log.counts.launches - l0;
   y.dispose();
 }
 const xs = ts.slice(3).sort((a, b) => a - b);

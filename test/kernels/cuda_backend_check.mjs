@@ -18,8 +18,7 @@ await import('@tensorflow/tfjs-backend-cpu');
 const stof = await load('src/public_api.js');
 const {setCudaProvider} = await load('src/backend/register.js');
 const {CudaBase} = await load('src/backend/cuda_base.js');
-const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
-const {fakeCudaLibs} = await import('./cuda_fake_driver.mjs');
+const {provideStandInCuda} = await import('./stand_in_cuda.mjs');
 const {writeNamed} = await import('../fixtures/make_fixtures.mjs');
 const {loadFixture} = await import('../fixtures/load_fixture.mjs');
 
@@ -37,13 +36,7 @@ function expect(cond, what) {
   if (!cond) throw new Error(what);
 }
 
-let fake = null;
-let provided = 0;
-setCudaProvider(() => {
-  fake = fakeCudaLibs();
-  provided++;
-  return new CudaBase(new CudaExecutor(fake.libs, {cacheDir: null}));
-});
+const standIn = provideStandInCuda();
 
 async function useCuda() {
   tf.engine().reset();
@@ -83,11 +76,11 @@ await check('await data() of a device tensor waits for the GPU by polling, witho
   await useCuda();
   const x = tf.randomNormal([16, 16]);
   const y = tf.exp(x);
-  const queries = fake.log.counts.queries;
+  const queries = standIn.fake.log.counts.queries;
   const values = await y.data();
   expect(values.length === 256, `read ${values.length} values`);
   // The stand-in reports "not ready" twice, then done: three polls on separate turns of the event loop.
-  expect(fake.log.counts.queries - queries === 3, `polls ${fake.log.counts.queries - queries}`);
+  expect(standIn.fake.log.counts.queries - queries === 3, `polls ${standIn.fake.log.counts.queries - queries}`);
   tf.dispose([x, y]);
 });
 
@@ -120,10 +113,10 @@ await check('a kernel without a CUDA implementation falls back through host memo
 await check('small host values (shape arithmetic) stay on the host: no copies, no launches', async () => {
   const backend = await useCuda();
   const a = tf.tensor1d([1, 2, 3], 'int32');
-  const launches = fake.log.counts.launches;
+  const launches = standIn.fake.log.counts.launches;
   const r = await stof.profile(() => tf.stack([tf.add(a, tf.scalar(1, 'int32')), a]).dataSync());
   expect(r.copies.toDevice === 0 && r.copies.toHost === 0, `copies ${JSON.stringify(r.copies)}`);
-  expect(fake.log.counts.launches === launches, 'launched on the device');
+  expect(standIn.fake.log.counts.launches === launches, 'launched on the device');
   expect(Array.from(r.result).join() === '2,3,4,1,2,3', `values ${Array.from(r.result)}`);
   tf.dispose(a);
   void backend;
@@ -173,7 +166,7 @@ await check('no leaks: 50 forwards keep tensors and device bytes flat', async ()
 await check('disposing the backend frees every device allocation', async () => {
   await useCuda();
   tf.tidy(() => tf.softmax(tf.randomNormal([32, 32])).dataSync());
-  const log = fake.log;
+  const log = standIn.fake.log;
   tf.engine().reset();
   expect(log.counts.allocs === log.counts.frees, `allocs ${log.counts.allocs}, frees ${log.counts.frees}`);
 });
@@ -212,5 +205,5 @@ function util_eq(a, b) {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-console.log(`${failures === 0 ? 'all passed' : `${failures} failed`} (${provided} CUDA bases made)`);
+console.log(`${failures === 0 ? 'all passed' : `${failures} failed`} (${standIn.provided} CUDA bases made)`);
 process.exit(failures === 0 ? 0 : 1);

@@ -274,8 +274,9 @@ export function attentionMmaCuda(k: AttentionKernel, o: MmaOptions = {}): CudaSo
       }`);
   // Chunks that end at kc + KC (all but a last one past Sk) need no bounds test.
   const bounded = (lines: string[], value: string) => {
-    const none = scoreLoop(lines, value, 'none'), checked = scoreLoop(lines, value, 'checked');
+    const none = scoreLoop(lines, value, 'none');
     if (Sk % KC === 0 && !mask) return none;
+    const checked = scoreLoop(lines, value, 'checked');
     return none === '' ? `if (jend != kc + ${KC}) {
       ${checked}
     }` : `if (jend == kc + ${KC}) {

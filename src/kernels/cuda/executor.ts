@@ -46,7 +46,7 @@ export interface CudaExecutorOptions {
   attentionRows?: number;
   /** fp16 attention: pack Q/K/V to fp16 first and stream K/V with cp.async (true), or convert per CTA (false); default by shape. */
   attentionStaged?: boolean;
-  /** 16-row tiles per warp of the fp16 attention kernel (1 or 2: each K/V fragment feeds two MMAs; default 1). For tuning. */
+  /** 16-row tiles per warp of the fp16 attention kernel (1 or 2: each K/V fragment feeds two MMAs; default 2 for the staged dense kernel, else 1). For tuning. */
   attentionMtiles?: number;
   /** CTAs per SM the fp16 attention kernel is compiled to fit (__launch_bounds__; 0: none; default by shape). For tuning. */
   attentionMinBlocks?: number;

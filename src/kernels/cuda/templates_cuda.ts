@@ -126,7 +126,7 @@ export interface CudaTemplateOptions {
   attentionMinBlocks?: number;
   /** The tensor-core attention with Q/K/V packed to fp16 first (attention_mma_cuda.ts stagedOf); default by shape. */
   attentionStaged?: boolean;
-  /** 16-row tiles per warp of the tensor-core attention (1 or 2; default 1). For tuning. */
+  /** 16-row tiles per warp of the tensor-core attention (1 or 2; default 2 for the staged dense kernel, else 1). For tuning. */
   attentionMtiles?: number;
 }
 

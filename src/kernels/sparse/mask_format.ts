@@ -4,6 +4,7 @@
 // batch entry, query block) r, word r·(nKT+1) is the count n of non-empty key blocks, followed by n
 // words `kt | kind << 16` in increasing kt. Made on the device from the mask's own expression, once
 // per mask tensor (every layer of a forward reads the same mask).
+import {sizeOf} from '../../fusion/access';
 import {binary, constant, Expr, hasNode, mapLeaves, unary, walk} from '../../fusion/expr';
 
 export const TILE_EMPTY = 0;
@@ -86,7 +87,7 @@ export function maskSpec(score: Expr, batchShape: number[], Sq: number, Sk: numb
 
 /** u32 words of the format: (count + nKT entries) per mask batch entry and query block. */
 export function formatWords(m: MaskSpec): number {
-  return m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * (m.nKT + 1);
+  return sizeOf(m.maskBatch) * m.nQT * (m.nKT + 1);
 }
 
 /** Largest bitmap (u32 words, 64 MiB) kept beside a format; a larger mask has no TILE_BITS tiles. */
@@ -101,6 +102,6 @@ const MAX_BITMAP_WORDS = 2 ** 24;
 export function maskBits(m: MaskSpec): {rowWords: number, words: number}|null {
   if (m.zero == null || m.Bc % 32 !== 0) return null;
   const rowWords = (m.nKT * m.Bc) / 32;
-  const words = m.maskBatch.reduce((a, b) => a * b, 1) * m.nQT * m.Br * rowWords;
+  const words = sizeOf(m.maskBatch) * m.nQT * m.Br * rowWords;
   return words <= MAX_BITMAP_WORDS ? {rowWords, words} : null;
 }
