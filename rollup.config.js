@@ -3,7 +3,8 @@
 //   dist/tf-backend-stof.esm.js                 browser ESM, @tensorflow/* external
 //   dist/tf-backend-stof.js / .min.js           browser UMD exposing `tf.stof`; tfjs is the global `tf`, as tfjs's own
 //                                               backend bundles do (load tf-core, tf-backend-cpu and
-//                                               tf-backend-webgpu first)
+//                                               tf-backend-webgpu first; tf-converter where graph models
+//                                               are used)
 import {nodeResolve} from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
 
@@ -13,6 +14,8 @@ const tfGlobals = {
   '@tensorflow/tfjs-core': 'tf',
   '@tensorflow/tfjs-backend-cpu': 'tf',
   '@tensorflow/tfjs-backend-webgpu': 'tf',
+  // Optional: without tf-converter on the page, graph replay is simply not installed.
+  '@tensorflow/tfjs-converter': 'tf',
 };
 const banner = '/** tfjs-backend-stof: Apache-2.0 */';
 const plugins = [nodeResolve({extensions: ['.js']})];

@@ -13,6 +13,7 @@
 //
 // Usage: node scripts/with_vulkan.mjs bench/e2e.mjs [--quick] [--hf DIR] [--peers webgpu,ort-webgpu,ort-jsep]
 //          [--cases REGEX] [--trials 10] [--case-seconds 60] [--agree-rtol 1e-3] [--out PATH]
+//          (peer stof-noreplay: 'stof' with STOF_REPLAY off, the converter on every forward)
 //          [--device webgpu|cuda] [--precision fp32|tf32|fp16]   ('stof' on Dawn or on CUDA, STOF_DEVICE/STOF_PRECISION)
 //   --hf DIR: export root of bench/hf/export_hf.py (DIR/bert_base, DIR/gpt2_base, DIR/long_base; the
 //   *_tiny ones with --quick). Models missing there are generated with seeded weights by
@@ -42,7 +43,7 @@ const peers = opt('peers', 'webgpu,ort-webgpu,ort-jsep') === 'none' ? [] : opt('
 const caseFilter = new RegExp(opt('cases', '.'));
 const hfRoot = opt('hf', null);
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
+const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'stof-noreplay': 'stof without graph replay', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
 
 const MODELS = quick ? [
   {name: 'bert_tiny', label: 'BERT tiny', cases: [[1, 16], [2, 32]]},
@@ -82,12 +83,14 @@ function caseInputs(exp, B, S, seed) {
 }
 
 /** A runner per backend: run(inputs, [B, S]) -> Float32Array (one forward, read back). */
-async function tfjsRunner(backend, fixtureDir) {
+// replay false: 'stof' with STOF_REPLAY off (every forward through the converter), for A/B in one run.
+async function tfjsRunner(backend, fixtureDir, replay = true) {
   if (!await tf.setBackend(backend)) throw new Error(`setBackend('${backend}') failed`);
   const model = await loadFixture(fixtureDir, tfconv);
   return {
     async run(inputs, shape) {
       await tf.setBackend(backend);
+      if (backend === 'stof') tf.env().set('STOF_REPLAY', replay);
       const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
       try {
         const out = model.execute(feeds);
@@ -96,6 +99,7 @@ async function tfjsRunner(backend, fixtureDir) {
         return data;
       } finally {
         tf.dispose(Object.values(feeds));
+        if (backend === 'stof') tf.env().set('STOF_REPLAY', true);
       }
     },
     async dispatches(inputs, shape) {
@@ -153,6 +157,7 @@ for (const m of MODELS) {
     try {
       const t1 = performance.now();
       if (p === 'stof' || p === 'webgpu') runners[p] = await tfjsRunner(p, fixtureDir);
+      else if (p === 'stof-noreplay') runners[p] = await tfjsRunner('stof', fixtureDir, false);
       else if (ORT_KINDS[p]) runners[p] = await ortRunner(p, onnxBytes, exp.manifest.onnx?.input_dtype ?? 'int64');
       else throw new Error(`unknown peer ${p}`);
       console.log(`  loaded on ${p} (${((performance.now() - t1) / 1000).toFixed(1)} s)`);

@@ -1,4 +1,5 @@
 // What both entries export; importing it registers the 'stof' backend.
+import {installModelReplay} from './backend/model_replay';
 import {initializedBackend, registerStofBackend} from './backend/register';
 import {StofBackend, StofBackendInfo} from './backend/stof_backend';
 
@@ -22,3 +23,4 @@ export function backendInfo(): StofBackendInfo {
 }
 
 registerStofBackend();
+installModelReplay();

@@ -32,10 +32,10 @@ for stage in $stages; do
       timeout 330 python3 bench/hf/torch_e2e.py --out "$out/torch_e2e.json" --compile-cases 'B=8 S=512|S=1024' > "$out/torch_e2e.log" 2>&1
       note "torch: rc=$? ($(( $(date +%s) - t0 )) s)"; tee -a "$summary" < "$out/torch_e2e.log" | tail -8;;
     e2e32)
-      timeout 280 node bench/e2e.mjs --hf "$hf" --device cuda --peers webgpu --trials ${TRIALS:-15} --case-seconds 20 --out "$out/e2e_cuda_fp32.json" > "$out/e2e_cuda_fp32.log" 2>&1
+      timeout 280 node bench/e2e.mjs --hf "$hf" --device cuda --peers ${PEERS32:-webgpu,stof-noreplay} --trials ${TRIALS:-15} --case-seconds 20 --out "$out/e2e_cuda_fp32.json" > "$out/e2e_cuda_fp32.log" 2>&1
       note "e2e cuda fp32: rc=$? ($(( $(date +%s) - t0 )) s)"; sed -n '/^wrote /,$p' "$out/e2e_cuda_fp32.log" | tail -10 | tee -a "$summary";;
     e2e16)
-      timeout 250 node bench/e2e.mjs --hf "$hf" --device cuda --precision fp16 --peers none --trials ${TRIALS:-15} --case-seconds 20 --out "$out/e2e_cuda_fp16.json" > "$out/e2e_cuda_fp16.log" 2>&1
+      timeout 250 node bench/e2e.mjs --hf "$hf" --device cuda --precision fp16 --peers ${PEERS16:-stof-noreplay} --trials ${TRIALS:-15} --case-seconds 20 --out "$out/e2e_cuda_fp16.json" > "$out/e2e_cuda_fp16.log" 2>&1
       note "e2e cuda fp16: rc=$? ($(( $(date +%s) - t0 )) s)"; sed -n '/^wrote /,$p' "$out/e2e_cuda_fp16.log" | tail -10 | tee -a "$summary";;
     *) note "unknown stage $stage";;
   esac

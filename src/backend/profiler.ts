@@ -31,6 +31,11 @@ export interface ProfileReport {
   recorded: number;
   /** Plans made (a cache miss); 0 when every flush reused a cached plan. */
   plansMade: number;
+  /**
+   * Forwards of converted models (GraphModel.execute/executeAsync): captured for replay, replayed
+   * (the converter and constant kernels skipped), and run as usual with the reason.
+   */
+  replay: {captured: number, replayed: number, notReplayed: Array<{reason: string}>};
   /** CUDA only: copies between host and device memory (uploads of host tensors, downloads for reads and CPU kernels). */
   copies?: {toDevice: number, toDeviceBytes: number, toHost: number, toHostBytes: number};
 }
@@ -45,7 +50,8 @@ export class Profiler {
 
   start(timing = false) {
     this.timing = timing;
-    this.report = {dispatches: 0, groups: [], fallbacks: [], baseKernels: {}, recorded: 0, plansMade: 0};
+    this.report = {dispatches: 0, groups: [], fallbacks: [], baseKernels: {}, recorded: 0, plansMade: 0,
+                   replay: {captured: 0, replayed: 0, notReplayed: []}};
   }
   stop(): ProfileReport {
     const r = this.report!;
@@ -57,6 +63,9 @@ export class Profiler {
 
   recorded(_name: string) { if (this.report) this.report.recorded++; }
   planned() { if (this.report) this.report.plansMade++; }
+  captured() { if (this.report) this.report.replay.captured++; }
+  replayed() { if (this.report) this.report.replay.replayed++; }
+  notReplayed(reason: string) { this.report?.replay.notReplayed.push({reason}); }
   notRecorded(name: string, reason: string) { this.report?.fallbacks.push({kernel: name, reason}); }
   baseKernel(name: string) {
     if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;

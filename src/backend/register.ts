@@ -8,6 +8,7 @@ import {measureDeviceProfile} from '../search/device_profile';
 import type {CudaBase} from './cuda_base';
 import {deviceChoice, precisionChoice, PrecisionChoice} from './flags';
 import {mirrorKernelsOf, STOF} from './kernel_mirror';
+import {installModelReplay} from './model_replay';
 import {BaseName, StofBackend} from './stof_backend';
 
 /** Above tfjs-backend-webgpu (3), webgl (2) and cpu (1): importing the package makes 'stof' the default. */
@@ -82,6 +83,7 @@ function describeAdapter(adapter: GPUAdapter|null): Record<string, string>|undef
 }
 
 async function createStofBackend(): Promise<StofBackend> {
+  installModelReplay();  // again: a page may load tf-converter after this package
   const choice = deviceChoice();
   let noCuda: string|null = null;  // why 'auto' found no CUDA: part of the one notice
   if (choice === 'cuda' || (choice === 'auto' && cudaProvider != null)) {

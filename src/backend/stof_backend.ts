@@ -21,6 +21,7 @@ import {cudaAttentionChoice} from '../kernels/cuda/attention_cuda';
 import type {CudaBase} from './cuda_base';
 import {CUDA_KERNELS} from './cuda_kernels';
 import {CudaPlanExecutor} from './cuda_plan_executor';
+import type {KernelCapture} from './graph_trace';
 import {GroupReport, Profiler, ProfileReport} from './profiler';
 import {attentionChoice} from './flags';
 
@@ -121,8 +122,29 @@ export class StofBackend extends KernelBackend {
 
   // ---- kernels -------------------------------------------------------------------------------
 
+  /** Set while a converted model's forward is captured for replay (src/backend/graph_trace.ts). */
+  capture: KernelCapture|null = null;
+  /** Kernels in progress: only the outermost call of a capture is a step of the forward. */
+  private depth = 0;
+
   /** Runs a kernel for 'stof': records it when it is intercepted, else runs the base's kernel. */
   runKernel(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo|TensorInfo[] {
+    if (this.capture != null && this.depth === 0) {
+      return this.capture.kernel(config, inputs, attrs, () => this.runKernelNested(config, inputs, attrs));
+    }
+    return this.runKernelNested(config, inputs, attrs);
+  }
+
+  private runKernelNested(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|TensorInfo[] {
+    this.depth++;
+    try {
+      return this.runKernelNow(config, inputs, attrs);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private runKernelNow(config: KernelConfig, inputs: NamedTensorInfoMap, attrs: NamedAttrMap): TensorInfo|TensorInfo[] {
     const name = config.kernelName;
     if (name === 'Identity' && env().getBool('STOF_FUSION')) {
       // As every tfjs backend does it: the output is the input's data id, one more reference. A
@@ -271,7 +293,7 @@ export class StofBackend extends KernelBackend {
     if ('reason' in inferred) return this.decline(name, inferred.reason);
     if (inferred.shape.some(d => d === 0)) return this.decline(name, 'empty tensor');
     const out = new StofValue(inferred.shape, inferred.dtype);
-    new LazyNode(name, values, {...attrs}, out);
+    new LazyNode(name, values, {...attrs}, out, attrs);
     const dataId = {};
     this.values.set(dataId, out);
     this.pendingValues.add(out);
@@ -486,15 +508,30 @@ export class StofBackend extends KernelBackend {
     v.refs = refCount;
     this.values.set(dataId, v);
   }
+  /** Whether `dataId` is a value of 'stof' (not the base's, not disposed). */
+  hasValue(dataId: DataId): boolean {
+    return this.values.has(dataId);
+  }
+  /** Whether `dataId` is alive here: a value of 'stof', or data of the base that a kernel's output tensor holds. */
+  holds(dataId: DataId): boolean {
+    return this.values.has(dataId) || this.base.refCount(dataId) > 0;
+  }
+  /** A read by the app (not by a kernel) during a capture: the forward may depend on the value. */
+  private noteRead(dataId: DataId, how: string) {
+    if (this.capture != null && this.depth === 0) this.capture.read(dataId, how);
+  }
   override read(dataId: object): Promise<BackendValues> {
+    this.noteRead(dataId, 'read');
     const v = this.stored(dataId);
     return this.base.read(v != null ? v.baseId! : dataId);
   }
   override readSync(dataId: object): BackendValues {
+    this.noteRead(dataId, 'readSync');
     const v = this.stored(dataId);
     return this.base.readSync(v != null ? v.baseId! : dataId);
   }
   override readToGPU(dataId: object, options?: DataToGPUOptions): GPUData {
+    this.noteRead(dataId, 'readToGPU');
     const v = this.stored(dataId);
     return this.base.readToGPU(v != null ? v.baseId! : dataId, options);
   }

@@ -50,16 +50,22 @@ export class StofValue {
   }
 }
 
+/** JSON of attribute objects seen before (a graph replay passes the same object on every forward). */
+const attrsJson = new WeakMap<NamedAttrMap, string>();
+
 export class LazyNode {
   /** The node's part of a subgraph signature, made once when it is recorded (flushes are hot). */
   readonly sig: string;
 
+  /** `attrs` is the node's copy; `callerAttrs` the kernel call's object, whose JSON is cached. */
   constructor(
       readonly kernel: string, readonly inputs: StofValue[], readonly attrs: NamedAttrMap,
-      readonly output: StofValue) {
+      readonly output: StofValue, callerAttrs: NamedAttrMap = attrs) {
     for (const v of inputs) v.uses++;
     output.node = this;
-    this.sig = `${kernel}${JSON.stringify(attrs)}:${output.dtype}[${output.shape}]`;
+    let json = attrsJson.get(callerAttrs);
+    if (json == null) attrsJson.set(callerAttrs, json = JSON.stringify(attrs));
+    this.sig = `${kernel}${json}:${output.dtype}[${output.shape}]`;
   }
 }
 

@@ -141,6 +141,30 @@ await check('converted BERT and GPT-2 fixtures run with their data path on the d
   }
 });
 
+await check('graph replay: captured, replayed, captured again after the engine moved the weights away; freed with the model', async () => {
+  const backend = await useCuda();
+  const bytes = inUse(backend), values = backend.numDataIds();
+  const {dir} = writeNamed(path.join(root, 'tmp/cuda_check_fixtures'), 'bert');
+  const g = await loadFixture(dir, tfconv);
+  const feeds = () => Object.fromEntries(g.inputs.map(i => [i.name, tf.ones([2, 16], 'int32')]));
+  const forward = async () => {
+    const f = feeds();
+    const r = await stof.profile(() => g.execute(f));
+    tf.dispose([r.result, ...Object.values(f)]);
+    return r.replay.captured === 1 ? 'captured' : r.replay.replayed === 1 ? 'replayed' : JSON.stringify(r.replay);
+  };
+  const kinds = [await forward(), await forward()];
+  await tf.setBackend('cpu');
+  const f = feeds();
+  tf.dispose([g.execute(f), ...Object.values(f)]);  // the engine moves every weight to 'cpu'
+  await tf.setBackend('stof');
+  kinds.push(await forward(), await forward());
+  expect(kinds.join() === 'captured,replayed,captured,replayed', `forwards: ${kinds}`);
+  g.dispose();
+  expect(inUse(backend) === bytes && backend.numDataIds() === values,
+         `after dispose: device bytes ${bytes} -> ${inUse(backend)}, values ${values} -> ${backend.numDataIds()}`);
+});
+
 await check('no leaks: 50 forwards keep tensors and device bytes flat', async () => {
   const backend = await useCuda();
   const w = tf.randomNormal([64, 64]), table = tf.randomNormal([512, 64]);

@@ -7,23 +7,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {pathToFileURL} from 'node:url';
 
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
 
-const importEsm = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
-async function fixtureModule<T>(file: string): Promise<T> {
-  return await importEsm(pathToFileURL(path.join(process.cwd(), 'test', 'fixtures', file)).href) as T;
-}
-interface Fixture {modelJson: unknown, weightData: ArrayBuffer, config: {hidden: number}}
-interface MakeFixturesModule {
-  makeGpt2(config?: object): Fixture;
-  writeFixture(dir: string, fixture: Fixture): string;
-}
-interface LoadFixtureModule {
-  loadFixture(dir: string, converter: typeof tfconv): Promise<tfconv.GraphModel>;
-}
+import {fixtureModule, LoadFixtureModule, MakeFixturesModule, useStof} from './node_fixtures';
+
 
 describe('small int32 values on the host', () => {
   let previousBackend: string|null = null;
@@ -31,15 +20,6 @@ describe('small int32 values on the host', () => {
   afterAll(async () => {
     if (previousBackend != null && tf.findBackendFactory(previousBackend) != null) await tf.setBackend(previousBackend);
   });
-
-  async function useStof(): Promise<boolean> {
-    if (tf.findBackendFactory('stof') == null) {
-      pending("no backend named 'stof' is registered");
-      return false;
-    }
-    expect(await tf.setBackend('stof')).toBe(true);
-    return true;
-  }
 
   it('stay readable synchronously after a GPU program read them', async () => {
     if (!await useStof()) return;

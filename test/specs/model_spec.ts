@@ -6,25 +6,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {pathToFileURL} from 'node:url';
 
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
 
-type ModelName = 'bert'|'gpt2'|'long';
-interface FixtureConfig {model: ModelName, vocab: number, hidden: number}
-interface Fixture {modelJson: unknown, weightData: ArrayBuffer, config: FixtureConfig}
+import {Fixture, FixtureConfig, fixtureModule, LoadFixtureModule, MakeFixturesModule, ModelName} from './node_fixtures';
+
 interface Inputs {inputIds: Int32Array, attentionMask: Int32Array, tokenTypeIds?: Int32Array}
-interface MakeFixturesModule {
-  makeBert(config?: object): Fixture;
-  makeGpt2(config?: object): Fixture;
-  makeLongEncoder(config?: object): Fixture;
-  writeFixture(dir: string, fixture: Fixture): string;
-  makeRng(seed: number): {uniform(): number};
-}
-interface LoadFixtureModule {
-  loadFixture(dir: string, converter: typeof tfconv): Promise<tfconv.GraphModel>;
-}
 interface ReferenceModule {
   bertReference(fixture: Fixture, inputs: Inputs, batch: number, seq: number): Float64Array;
   gpt2Reference(fixture: Fixture, inputs: Inputs, batch: number, seq: number): Float64Array;
@@ -32,14 +20,6 @@ interface ReferenceModule {
 }
 
 const RTOL = 1e-4;
-
-// The fixture modules are ESM (.mjs) and stay outside the bundle: imported at run time from the
-// source tree, found from the working directory (the repository root, also when this spec runs
-// from build/test/). Through Function so that no compiler turns import() into require().
-const importEsm = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
-async function fixtureModule<T>(file: string): Promise<T> {
-  return await importEsm(pathToFileURL(path.join(process.cwd(), 'test', 'fixtures', file)).href) as T;
-}
 
 /** Largest |actual - expected| / max(1, |expected|), and where. */
 function worstError(actual: ArrayLike<number>, expected: ArrayLike<number>): {err: number, at: number} {

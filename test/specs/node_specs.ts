@@ -6,6 +6,7 @@ import './package_spec';
 import './access_spec';
 import './fusion_spec';
 import './model_spec';
+import './replay_spec';
 import './host_values_spec';
 import './attention_api_spec';
 import './attention_matrix_spec';

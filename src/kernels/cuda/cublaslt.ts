@@ -134,10 +134,18 @@ export class LtGemm {
     this.check(this.api[fn](obj, attr, value, value.byteLength), `${fn}(${attr})`);
   }
 
+  /** The plan of a problem object (the executor keeps one per planned kernel): no key to build per launch. */
+  private readonly planOf = [new WeakMap<LtProblem, Plan>(), new WeakMap<LtProblem, Plan>()];
+
   private plan(p: LtProblem, tf32: boolean): Plan {
+    const known = this.planOf[tf32 ? 1 : 0].get(p);
+    if (known != null) return known;
     const key = JSON.stringify([p.M, p.N, p.K, p.batch, p.a, p.b, p.epilogue, tf32]);
     const hit = this.plans.get(key);
-    if (hit) return hit;
+    if (hit) {
+      this.planOf[tf32 ? 1 : 0].set(p, hit);
+      return hit;
+    }
     const api = this.api;
     const desc = new BigUint64Array(1);
     this.check(api['cublasLtMatmulDescCreate'](desc, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F), 'cublasLtMatmulDescCreate');
@@ -168,6 +176,7 @@ export class LtGemm {
     if (returned[0] < 1) throw new Error(`cuBLASLt has no algorithm for ${key}`);
     const plan = {desc: desc[0], layouts: [aL, bL, dL], algo: results};
     this.plans.set(key, plan);
+    this.planOf[tf32 ? 1 : 0].set(p, plan);
     return plan;
   }
 

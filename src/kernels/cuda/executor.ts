@@ -160,7 +160,12 @@ export class CudaExecutor {
 
   release(buf: CudaBuffer) {
     if (buf.refs <= 0) throw new Error(`CudaExecutor.release: buffer [${buf.shape}] released more often than retained`);
-    if (--buf.refs === 0) this.pool.release(buf.ptr);
+    if (--buf.refs > 0) return;
+    this.pool.release(buf.ptr);
+    // The formats made from a released mask go with it (its memory may hold another tensor next).
+    if (this.formatInputs.delete(buf)) {
+      for (const [key, e] of this.tileFormats) if (e.inputs.includes(buf)) this.dropFormat(key);
+    }
   }
 
   // ---- compilation ------------------------------------------------------------------------------
@@ -351,6 +356,8 @@ export class CudaExecutor {
   // ---- the mask's tile format, made once per mask ------------------------------------------------
 
   private readonly tileFormats = new Map<string, {buffer: CudaBuffer, inputs: CudaBuffer[]}>();
+  /** Buffers some format was made from. */
+  private readonly formatInputs = new Set<CudaBuffer>();
   private readonly analysisIndex = new Map<string, number>();
   private readonly bufferIds = new WeakMap<CudaBuffer, number>();
   private nextId = 0;
@@ -375,13 +382,12 @@ export class CudaExecutor {
       this.tileFormats.set(key, hit);
       return hit.buffer;
     }
-    // Formats of masks that were released (their memory may hold another tensor now) go, then the oldest.
-    for (const [kk, e] of this.tileFormats) if (e.inputs.some(b => b.refs <= 0)) this.dropFormat(kk);
     while (this.tileFormats.size >= CudaExecutor.MAX_FORMATS) this.dropFormat(this.tileFormats.keys().next().value!);
     const buffer = this.alloc([cudaFormatWords(k.mask!)], 'int32');
     this.launch(loaded, [buffer.ptr, ...used.map(b => b.ptr)]);
     this.lastDispatches = 2;
     this.tileFormats.set(key, {buffer, inputs: used});
+    used.forEach(b => this.formatInputs.add(b));
     return buffer;
   }
 
