@@ -111,6 +111,19 @@ describe('fusion engine', () => {
     }
   });
 
+  it('row: rows kept in registers (whole, or padded to the workgroup) and rows too long for them', async () => {
+    // LayerNorm then softmax over the row: 512 and 768 fill the invocations, 1000 leaves some idle,
+    // 4097 is past the cache (strided loops).
+    for (const L of [512, 768, 1000, 4097]) {
+      const report = await both(() => tf.tidy(() => {
+        const h = tf.add(randomTensor([3, L], L), randomTensor([3, L], 2));
+        const {mean, variance} = tf.moments(h, -1, true);
+        return tf.softmax(tf.mul(tf.sub(h, mean), tf.rsqrt(tf.add(variance, 1e-5))));
+      }), 1e-4);
+      expect(report.groups.map(g => g.template)).withContext(`L=${L}`).toEqual(['row']);  // four stages in one kernel
+    }
+  });
+
   it('row: a residual add before LayerNorm joins it', async () => {
     const report = await both(() => tf.tidy(() => {
       const h = tf.add(randomTensor([6, 33], 1), randomTensor([6, 33], 2));

@@ -2,7 +2,7 @@
 // dispatch. Shapes are compile-time constants (a transformer's shapes are fixed per model), so
 // index arithmetic folds and pipelines are cached by source.
 import {contiguousStrides, sizeOf} from '../../fusion/access';
-import {Expr} from '../../fusion/expr';
+import {Expr, exprKey} from '../../fusion/expr';
 import {ElementwiseKernel, GemmKernel, Kernel, RowKernel} from '../../fusion/planner';
 
 import {attention, rowwiseAttention} from './attention_wgsl';
@@ -37,28 +37,44 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
 }
 
+/** Most row elements per invocation kept in registers between the stages of a row kernel. */
+const ROW_CACHE = 16;
+
 function row(k: RowKernel): Shader {
   const {rowShape, rows, length: L} = k;
   const r = rowShape.length;
   // About four elements per invocation: fewer threads, fewer barrier steps in the reduction tree.
   const wg = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, L / 4)))));
+  const perThread = Math.ceil(L / wg);
+  // Stage 0's input (softmax's scaled, masked scores; LayerNorm's x or x + residual) recurs in the later
+  // stages and the output: each invocation keeps its elements in registers, so the row is read once.
+  const cached = perThread <= ROW_CACHE ? exprKey(k.stages[0].x) : null;
   const coords = rowShape.map((_, i) => `c${i}`);
   const lead = coordLines(rowShape.slice(0, -1), 'row', coords);
   const rvName = (s: number) => `rv${s}`;
-  const leaf = (e: Expr) => (e.k === 'rv' ? rvName(e.stage) : null);
+  const leaf = (e: Expr) => (e.k === 'rv' ? rvName(e.stage) : cached != null && exprKey(e) === cached ? 'xc[i]' : null);
+  // The column loop: over the cached slots (a constant trip count) or strided over the row.
+  const columns = (body: string) => cached != null ?
+      `for (var i = 0; i < ${perThread}; i++) {
+    let col = i32(lid) + i * ${wg};
+    ${L % wg === 0 ? body : `if (col < ${L}) {\n      ${body}\n    }`}
+  }` :
+      `for (var col = i32(lid); col < ${L}; col += ${wg}) {
+    ${body}
+  }`;
   const body: string[] = [];
   k.stages.forEach((st, s) => {
-    const em = new ExprEmitter(`s${s}_`, loader(k), coords, undefined, leaf);
+    const em = new ExprEmitter(`s${s}_`, loader(k), coords, undefined, s === 0 ? (e => (e.k === 'rv' ? rvName(e.stage) : null)) : leaf);
     const x = em.emit(st.x);
     const init = st.op === 'max' ? '(-inf_())' : '0.0';
     const combine = (a: string, b: string) => (st.op === 'max' ? `max_(${a}, ${b})` : `(${a} + ${b})`);
+    const keep = s === 0 && cached != null ? `xc[i] = ${x};` : '';
     body.push(`
   var acc${s}: f32 = ${init};
-  for (var col = i32(lid); col < ${L}; col += ${wg}) {
-    let ${coords[r - 1]} = col;
+  ${columns(`let ${coords[r - 1]} = col;
     ${em.lines.join('\n    ')}
-    acc${s} = ${combine(`acc${s}`, x)};
-  }
+    ${keep}
+    acc${s} = ${combine(`acc${s}`, x)};`)}
   red[lid] = acc${s};
   workgroupBarrier();
   for (var w = ${wg / 2}u; w > 0u; w = w / 2u) {
@@ -69,18 +85,21 @@ function row(k: RowKernel): Shader {
   workgroupBarrier();`);
   });
   const em = new ExprEmitter('o', loader(k), coords, undefined, leaf);
-  const value = em.emit(k.expr);
-  const outStage = k.scalar ?
-      `if (lid == 0u) {
+  let outStage: string;
+  if (k.scalar) {
+    const e0 = new ExprEmitter('o', loader(k), coords, undefined, e => (e.k === 'rv' ? rvName(e.stage) : null));
+    const value = e0.emit(k.expr);
+    outStage = `if (lid == 0u) {
     let ${coords[r - 1]} = 0;
-    ${em.lines.join('\n    ')}
+    ${e0.lines.join('\n    ')}
     ${store(k, 'row', value)}
-  }` :
-      `for (var col = i32(lid); col < ${L}; col += ${wg}) {
-    let ${coords[r - 1]} = col;
-    ${em.lines.join('\n    ')}
-    ${store(k, `row * ${L} + col`, value)}
   }`;
+  } else {
+    const value = em.emit(k.expr);
+    outStage = columns(`let ${coords[r - 1]} = col;
+    ${em.lines.join('\n    ')}
+    ${store(k, `row * ${L} + col`, value)}`);
+  }
   const slots = slotsOf([...k.stages.map(s => s.x), k.expr]);
   const [gx] = grid(rows);
   return {
@@ -95,6 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (row >= ${rows}) { return; }
   ${lead.join('\n  ')}
   ${k.stages.map((_, s) => `var ${rvName(s)}: f32;`).join(' ')}
+  ${cached != null ? `var xc: array<f32, ${perThread}>;` : ''}
   ${body.join('\n')}
   ${outStage}
 }`,
