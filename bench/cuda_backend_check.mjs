@@ -91,6 +91,33 @@ function count(xs) {
   return c;
 }
 
+// ---- replayed forwards as CUDA graphs: new inputs each time, every output kept to the end ---------
+// Forward 1 is captured for replay, 2 replays, 3 replays and captures the CUDA graph, 4 on launch it.
+for (const [m, B, S] of [['bert', 2, 24], ['gpt2', 2, 40], ['long', 1, 80]]) {  // signatures not run above
+  const kinds = [], outs = [];
+  for (let i = 0; i < 6; i++) {
+    await tf.setBackend('stof');
+    const feeds = feedsFor(m, B, S, 100 + i);
+    const r = await stof.profile(() => graphs.stof[m].execute(feeds), {timing: false});  // timing would turn graphs off
+    kinds.push(r.replay.graphs ? 'graph' : r.replay.replayed ? 'replayed' : r.replay.captured ? 'captured' : 'as usual');
+    outs.push(r.result);
+    tf.dispose(Object.values(feeds));
+  }
+  const ok = kinds.join() === 'captured,replayed,replayed,graph,graph,graph';
+  if (!ok) failures++;
+  console.log(`${ok ? 'PASS' : 'FAIL'} ${m} B=${B} S=${S} forwards: ${kinds.join(', ')}`);
+  for (let i = 0; i < outs.length; i++) {  // read only now: a later forward must not have written an earlier output
+    await tf.setBackend('stof');
+    const got = await outs[i].data();
+    outs[i].dispose();
+    await tf.setBackend('cpu');
+    const feeds = feedsFor(m, B, S, 100 + i);
+    const ref = graphs.cpu[m].execute(feeds);
+    compare(`${m} B=${B} S=${S} forward ${i + 1} (${kinds[i]}), read after all six`, got, await ref.data());
+    tf.dispose([ref, ...Object.values(feeds)]);
+  }
+}
+
 // ---- attention chains with masks (the intercepted spelling) ------------------------------------
 const rngInputs = (shapes, seed) => () => {
   const rng = makeRng(seed);
@@ -115,9 +142,11 @@ for (const [S, D, kind] of [[1, 64, 'none'], [127, 64, 'causal'], [200, 32, 'pad
 // ---- no leaks over repeated forwards -------------------------------------------------------------
 await tf.setBackend('stof');
 const feeds = feedsFor('bert', 2, 16, 3);
-const warm = graphs.stof.bert.execute(feeds);  // computed once (weights uploaded), then counted
-await warm.data();
-warm.dispose();
+for (let i = 0; i < 3; i++) {  // captured, replayed, replayed and captured as a CUDA graph (which holds its buffers); then counted
+  const warm = graphs.stof.bert.execute(feeds);
+  await warm.data();
+  warm.dispose();
+}
 const backend = tf.backend();
 const before = {tensors: tf.memory().numTensors, bytes: backend.base.exec.stats().inUseBytes};
 for (let i = 0; i < 100; i++) {

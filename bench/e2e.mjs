@@ -13,7 +13,8 @@
 //
 // Usage: node scripts/with_vulkan.mjs bench/e2e.mjs [--quick] [--hf DIR] [--peers webgpu,ort-webgpu,ort-jsep]
 //          [--cases REGEX] [--trials 10] [--case-seconds 60] [--agree-rtol 1e-3] [--out PATH]
-//          (peer stof-noreplay: 'stof' with STOF_REPLAY off, the converter on every forward)
+//          (peer stof-noreplay: 'stof' with STOF_REPLAY off, the converter on every forward;
+//           stof-nograph: replay with STOF_CUDA_GRAPH off, each kernel launched from the host)
 //          [--device webgpu|cuda] [--precision fp32|tf32|fp16]   ('stof' on Dawn or on CUDA, STOF_DEVICE/STOF_PRECISION)
 //   --hf DIR: export root of bench/hf/export_hf.py (DIR/bert_base, DIR/gpt2_base, DIR/long_base; the
 //   *_tiny ones with --quick). Models missing there are generated with seeded weights by
@@ -43,7 +44,7 @@ const peers = opt('peers', 'webgpu,ort-webgpu,ort-jsep') === 'none' ? [] : opt('
 const caseFilter = new RegExp(opt('cases', '.'));
 const hfRoot = opt('hf', null);
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'stof-noreplay': 'stof without graph replay', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
+const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'stof-noreplay': 'stof without graph replay', 'stof-nograph': 'stof replay without CUDA graph', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
 
 const MODELS = quick ? [
   {name: 'bert_tiny', label: 'BERT tiny', cases: [[1, 16], [2, 32]]},
@@ -84,13 +85,14 @@ function caseInputs(exp, B, S, seed) {
 
 /** A runner per backend: run(inputs, [B, S]) -> Float32Array (one forward, read back). */
 // replay false: 'stof' with STOF_REPLAY off (every forward through the converter), for A/B in one run.
-async function tfjsRunner(backend, fixtureDir, replay = true) {
+/** `flags`: 'stof' flags set around each forward of this runner (its peers' A/B switches). */
+async function tfjsRunner(backend, fixtureDir, flags = {}) {
   if (!await tf.setBackend(backend)) throw new Error(`setBackend('${backend}') failed`);
   const model = await loadFixture(fixtureDir, tfconv);
   return {
     async run(inputs, shape) {
       await tf.setBackend(backend);
-      if (backend === 'stof') tf.env().set('STOF_REPLAY', replay);
+      for (const [k, v] of Object.entries(flags)) tf.env().set(k, v);
       const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
       try {
         const out = model.execute(feeds);
@@ -99,7 +101,7 @@ async function tfjsRunner(backend, fixtureDir, replay = true) {
         return data;
       } finally {
         tf.dispose(Object.values(feeds));
-        if (backend === 'stof') tf.env().set('STOF_REPLAY', true);
+        for (const k of Object.keys(flags)) tf.env().set(k, true);
       }
     },
     async dispatches(inputs, shape) {
@@ -157,7 +159,8 @@ for (const m of MODELS) {
     try {
       const t1 = performance.now();
       if (p === 'stof' || p === 'webgpu') runners[p] = await tfjsRunner(p, fixtureDir);
-      else if (p === 'stof-noreplay') runners[p] = await tfjsRunner('stof', fixtureDir, false);
+      else if (p === 'stof-noreplay') runners[p] = await tfjsRunner('stof', fixtureDir, {STOF_REPLAY: false});
+      else if (p === 'stof-nograph') runners[p] = await tfjsRunner('stof', fixtureDir, {STOF_CUDA_GRAPH: false});
       else if (ORT_KINDS[p]) runners[p] = await ortRunner(p, onnxBytes, exp.manifest.onnx?.input_dtype ?? 'int64');
       else throw new Error(`unknown peer ${p}`);
       console.log(`  loaded on ${p} (${((performance.now() - t1) / 1000).toFixed(1)} s)`);

@@ -45,6 +45,7 @@ for (const [B, S] of quick ? [[1, 64]] : [[1, 128], [8, 128], [8, 512]]) {
   }, run: ({t, x, mask}) => encoderLayer(t, x, mask, cfg)});
 }
 
+tf.env().set('STOF_DEVICE', 'webgpu');  // the peer's device (on a CUDA machine 'auto' would pick CUDA)
 await tf.setBackend('stof');
 const info = stof.backendInfo();
 if (info.base !== 'webgpu') throw new Error(`no WebGPU adapter: ${JSON.stringify(info)}`);

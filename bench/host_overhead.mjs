@@ -5,7 +5,7 @@
 // GPU); the same code runs on the H100 where bench/cuda_profile.mjs measures the device side.
 //
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs
-//   node [--cpu-prof --cpu-prof-dir=tmp/prof] bench/host_overhead.mjs [--model bert|gpt2|long] [--batch 1] [--seq 128] [--runs 20]
+//   node [--cpu-prof --cpu-prof-dir=tmp/prof] bench/host_overhead.mjs [--model bert|gpt2|long] [--batch 1] [--seq 128] [--runs 20] [--graph false]
 //   node bench/device/cpu_prof_summary.js tmp/prof/*.cpuprofile
 import fs from 'node:fs';
 import {loadTsc as load} from '../scripts/load_tsc.mjs';
@@ -24,6 +24,7 @@ const {loadFixture} = await import('../test/fixtures/load_fixture.mjs');
 
 const standIn = provideStandInCuda({launchChecks: false});
 tf.env().set('STOF_DEVICE', 'cuda');
+tf.env().set('STOF_CUDA_GRAPH', arg('graph', 'true') !== 'false');  // false: replays launch kernel by kernel
 if (!await tf.setBackend('stof')) throw new Error('stof did not initialize');
 
 const dir = `tmp/profile_fixtures/${model}_base`;
@@ -45,9 +46,10 @@ for (let i = 0; i < runs + 3; i++) {
   y.dispose();
 }
 const xs = ts.slice(3).sort((a, b) => a - b);
-const r = await stof.profile(() => g.execute(feeds));
+const r = await stof.profile(() => g.execute(feeds), {timing: false});
 r.result.dispose();
 const baseCalls = Object.values(r.baseKernels ?? {}).reduce((a, b) => a + (typeof b === 'number' ? b : b.calls ?? 0), 0);
 console.log(`${model}-base B=${B} S=${S}, stand-in CUDA driver: host time per forward median ${xs[xs.length >> 1].toFixed(2)} ms ` +
-            `(min ${xs[0].toFixed(2)}), ${launches} launches, ${r.groups.length} fused groups, ${baseCalls} base-kernel calls`);
+            `(min ${xs[0].toFixed(2)}), ${launches} launches, ${r.groups.length} fused groups, ${baseCalls} base-kernel calls, ` +
+            `${r.replay.graphs} CUDA graph launches in the profiled forward`);
 console.log(`base kernels ${JSON.stringify(r.baseKernels)}; copies ${JSON.stringify(r.copies ?? null)}`);

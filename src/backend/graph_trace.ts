@@ -8,6 +8,7 @@
 // shapes) is not replayable; the capture says why.
 import {DataId, DataType, engine, KernelConfig, NamedAttrMap, NamedTensorInfoMap, Tensor, TensorInfo, util} from '@tensorflow/tfjs-core';
 
+import {CudaForwardGraph, graphsOff} from './cuda_graph';
 import type {StofBackend} from './stof_backend';
 
 /** What StofBackend reports while a capture is on (outermost kernels and the app's reads only). */
@@ -81,6 +82,11 @@ export class GraphTrace {
               private readonly constants: Array<DataId|undefined>,
               private readonly outputs: Array<{slot: number, shape: number[], dtype: DataType}>) {}
 
+  /** Forwards launched as one CUDA graph (CUDA base), from the second replay on. */
+  private graph: CudaForwardGraph|null = null;
+  private graphDeclined: string|null = null;
+  private replays = 0;
+
   get stepCount() { return this.steps.length; }
   get constantCount() { return this.constants.filter(c => c != null).length; }
 
@@ -91,8 +97,35 @@ export class GraphTrace {
 
   /** Runs the steps on `inputs` (in the capture's order); the outputs are new tensors of the engine. */
   replay(inputs: Tensor[]): Tensor[] {
+    this.replays++;
+    if (this.graph != null && graphsOff(this.backend) == null) {
+      const out = this.graph.run(inputs);
+      this.backend.profiler.graphLaunched(this.graph.launches);
+      return out;
+    }
+    // Captured at the second replay (plans made and kernels compiled by then), once per trace; launched from the third.
+    if (this.graph == null && this.graphDeclined == null && this.replays >= 2 && graphsOff(this.backend) == null) {
+      const r = CudaForwardGraph.capture(this.backend, inputs, ids => this.runSteps(ids), this.outputs);
+      this.graph = r.graph;
+      if (r.declined != null) {
+        this.graphDeclined = r.declined;
+        this.backend.profiler.graphDeclined(r.declined);
+      }
+      return r.out;
+    }
+    return this.runSteps(inputs.map(t => t.dataId)).map((dataId, i) =>
+        engine().makeTensorFromTensorInfo({dataId, shape: this.outputs[i].shape, dtype: this.outputs[i].dtype}, this.backend));
+  }
+
+  /** Why this trace's forwards are not one CUDA graph (null while not tried, or where one runs). */
+  get graphReason(): string|null {
+    return this.graphDeclined;
+  }
+
+  /** Runs the steps on these input ids; returns the output ids, with one reference each for the caller. */
+  private runSteps(inputIds: DataId[]): DataId[] {
     const ids: Array<DataId|undefined> = this.constants.slice();
-    inputs.forEach((t, i) => ids[i] = t.dataId);
+    inputIds.forEach((id, i) => ids[i] = id);
     const held = new Set<number>();
     try {
       for (const s of this.steps) {
@@ -120,16 +153,18 @@ export class GraphTrace {
       for (const slot of held) this.backend.disposeData(ids[slot]!);
       throw e;
     }
-    // Each owned slot gives its reference to its first output tensor; any other use is a new reference.
+    // Each owned slot gives its reference to its first output; any other use is a new reference.
     return this.outputs.map(o => {
       const dataId = ids[o.slot]!;
       if (held.has(o.slot)) held.delete(o.slot); else this.backend.incRef(dataId);
-      return engine().makeTensorFromTensorInfo({dataId, shape: o.shape, dtype: o.dtype}, this.backend);
+      return dataId;
     });
   }
 
-  /** Drops the trace's references to its constants. */
+  /** Drops the trace's references to its constants (and its CUDA graph). */
   dispose() {
+    this.graph?.dispose();
+    this.graph = null;
     dropConstants(this.backend, this.constants);
   }
 }

@@ -35,7 +35,9 @@ export interface ProfileReport {
    * Forwards of converted models (GraphModel.execute/executeAsync): captured for replay, replayed
    * (the converter and constant kernels skipped), and run as usual with the reason.
    */
-  replay: {captured: number, replayed: number, notReplayed: Array<{reason: string}>};
+  replay: {captured: number, replayed: number, notReplayed: Array<{reason: string}>,
+           /** Replayed forwards launched as one CUDA graph; and why a trace's forwards cannot be one (once per trace). */
+           graphs: number, graphDeclined: Array<{reason: string}>};
   /** CUDA only: copies between host and device memory (uploads of host tensors, downloads for reads and CPU kernels). */
   copies?: {toDevice: number, toDeviceBytes: number, toHost: number, toHostBytes: number};
 }
@@ -51,7 +53,7 @@ export class Profiler {
   start(timing = false) {
     this.timing = timing;
     this.report = {dispatches: 0, groups: [], fallbacks: [], baseKernels: {}, recorded: 0, plansMade: 0,
-                   replay: {captured: 0, replayed: 0, notReplayed: []}};
+                   replay: {captured: 0, replayed: 0, notReplayed: [], graphs: 0, graphDeclined: []}};
   }
   stop(): ProfileReport {
     const r = this.report!;
@@ -66,6 +68,13 @@ export class Profiler {
   captured() { if (this.report) this.report.replay.captured++; }
   replayed() { if (this.report) this.report.replay.replayed++; }
   notReplayed(reason: string) { this.report?.replay.notReplayed.push({reason}); }
+  /** A forward ran as one CUDA graph of `launches` kernels. */
+  graphLaunched(launches: number) {
+    if (!this.report) return;
+    this.report.replay.graphs++;
+    this.group({template: 'graph', ops: [`CUDA graph of a replayed forward (${launches} kernels)`]}, launches);
+  }
+  graphDeclined(reason: string) { this.report?.replay.graphDeclined.push({reason}); }
   notRecorded(name: string, reason: string) { this.report?.fallbacks.push({kernel: name, reason}); }
   baseKernel(name: string) {
     if (this.report) this.report.baseKernels[name] = (this.report.baseKernels[name] ?? 0) + 1;

@@ -19,6 +19,7 @@ import {DeviceProfile, syntheticProfile} from '../search/device_profile';
 import {rerunTuningTarget, searchGeneration, tuningActive, withCandidate} from '../search/tuner';
 import {cudaAttentionChoice} from '../kernels/cuda/attention_cuda';
 import type {CudaBase} from './cuda_base';
+import type {CudaBuffer} from '../kernels/cuda/executor';
 import {CUDA_KERNELS} from './cuda_kernels';
 import {CudaPlanExecutor} from './cuda_plan_executor';
 import type {KernelCapture} from './graph_trace';
@@ -464,6 +465,22 @@ export class StofBackend extends KernelBackend {
   /** Computes the pending ones among these tensors (by data id) in one flush. */
   materialize(dataIds: DataId[]) {
     this.flush(dataIds.map(id => this.values.get(id)).filter((v): v is StofValue => v != null && v.pending));
+  }
+
+  /** Computes every pending value the app holds (before a CUDA graph capture: none of the app's work goes into it). */
+  materializeAll() {
+    this.flushAllPending();
+  }
+
+  /** The CUDA buffer of a tensor of 'stof' on the CUDA base (computing it if pending; host values are copied to the device). */
+  cudaBuffer(info: TensorInfo): CudaBuffer {
+    if (this.baseName !== 'cuda') throw new Error(`tfjs-backend-stof: cudaBuffer() on the ${this.baseName} base`);
+    return (this.base as CudaBase).buffer({dataId: this.baseIdOf(info.dataId), shape: info.shape, dtype: info.dtype});
+  }
+
+  /** A new value of 'stof' for a base tensor (its one base reference passes to the value). */
+  wrapBase(info: TensorInfo): DataId {
+    return this.adopt(info, new Map()).dataId;
   }
 
   // ---- storage (KernelBackend) -----------------------------------------------------------------

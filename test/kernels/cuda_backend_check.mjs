@@ -165,6 +165,81 @@ await check('graph replay: captured, replayed, captured again after the engine m
          `after dispose: device bytes ${bytes} -> ${inUse(backend)}, values ${values} -> ${backend.numDataIds()}`);
 });
 
+await check('CUDA graph: captured at the second replay, then a forward is one graph launch of the same work; new output tensors; memory freed with the model', async () => {
+  const backend = await useCuda();
+  const counts = standIn.fake.log.counts, stats = () => backend.base.exec.stats();
+  const bytes = inUse(backend), values = backend.numDataIds(), tensors = tf.memory().numTensors;
+  const {dir} = writeNamed(path.join(root, 'tmp/cuda_check_fixtures'), 'bert');
+  const g = await loadFixture(dir, tfconv);
+  const forward = async () => {
+    const f = Object.fromEntries(g.inputs.map(i => [i.name, tf.ones([2, 16], 'int32')]));
+    const before = counts.launches + counts.matmuls, graphLaunches = counts.graphLaunches;
+    const r = await stof.profile(() => g.execute(f), {timing: false});  // timed kernels would turn graphs off
+    tf.dispose(Object.values(f));
+    const kind = r.replay.captured ? 'captured' : r.replay.graphs ? 'graph' : r.replay.replayed ? 'replayed' : JSON.stringify(r.replay);
+    return {r, kind, work: counts.launches + counts.matmuls - before, graphLaunches: counts.graphLaunches - graphLaunches};
+  };
+  const runs = [];
+  for (let i = 0; i < 5; i++) runs.push(await forward());
+  // Forward 3 runs kernel by kernel on the graph's input buffers, then captures; forwards 4 on launch the graph.
+  expect(runs.map(x => x.kind).join() === 'captured,replayed,replayed,graph,graph', `forwards: ${runs.map(x => x.kind)} ${JSON.stringify(runs[2].r.replay)}`);
+  expect(runs.map(x => x.graphLaunches).join() === '0,0,0,1,1', `graph launches per forward: ${runs.map(x => x.graphLaunches)}`);
+  // The graph runs what forward 3 launched kernel by kernel (the capture itself runs nothing).
+  expect(runs[1].work > 20 && runs[3].work === runs[2].work && runs[4].work === runs[2].work, `kernels per forward: ${runs.map(x => x.work)}`);
+  expect(runs[3].r.dispatches === runs[3].work, `profile() of a graph forward: ${runs[3].r.dispatches} dispatches, ${runs[3].work} kernels`);
+  expect(stats().parkedBytes > 0, 'the graph keeps its released blocks out of the pool');
+  const steady = inUse(backend), steadyTensors = tf.memory().numTensors;
+  for (let i = 0; i < 20; i++) tf.dispose((await forward()).r.result);
+  expect(inUse(backend) === steady && tf.memory().numTensors === steadyTensors,
+         `20 graph forwards: device bytes ${steady} -> ${inUse(backend)}, tensors ${steadyTensors} -> ${tf.memory().numTensors}`);
+  const outs = runs.map(x => x.r.result);
+  expect(new Set(outs.map(t => t.dataId)).size === 5 && outs.every(t => !t.isDisposed), 'each forward returns its own tensor');
+  tf.dispose(outs);
+  g.dispose();
+  expect(inUse(backend) === bytes && stats().parkedBytes === 0 && backend.numDataIds() === values && tf.memory().numTensors === tensors,
+         `after dispose: device bytes ${bytes} -> ${inUse(backend)}, parked ${stats().parkedBytes}, values ${values} -> ${backend.numDataIds()}`);
+});
+
+await check('CUDA graph: a capture the driver refuses is declined with its reason (forwards replay kernel by kernel); STOF_CUDA_GRAPH=false', async () => {
+  const backend = await useCuda();
+  const api = backend.base.exec.device.api, begin = api.cuStreamBeginCapture_v2;
+  const {dir} = writeNamed(path.join(root, 'tmp/cuda_check_fixtures'), 'gpt2');
+  const g = await loadFixture(dir, tfconv);
+  const forward = async () => {
+    const f = Object.fromEntries(g.inputs.map(i => [i.name, tf.ones([1, 16], 'int32')]));
+    const r = await stof.profile(() => g.execute(f), {timing: false});
+    tf.dispose([r.result, ...Object.values(f)]);
+    return r.replay;
+  };
+  api.cuStreamBeginCapture_v2 = () => 801;  // CUDA_ERROR_NOT_SUPPORTED
+  let runs;
+  try {
+    runs = [await forward(), await forward(), await forward(), await forward()];
+  } finally {
+    api.cuStreamBeginCapture_v2 = begin;
+  }
+  expect(runs[2].replayed === 1 && runs[2].graphs === 0 && /cuStreamBeginCapture_v2/.test(runs[2].graphDeclined[0]?.reason ?? ''),
+         `third forward: ${JSON.stringify(runs[2])}`);
+  expect(runs[3].replayed === 1 && runs[3].graphDeclined.length === 0, `declined once per trace: ${JSON.stringify(runs[3])}`);
+  g.dispose();
+  tf.env().set('STOF_CUDA_GRAPH', false);
+  try {
+    const g2 = await loadFixture(dir, tfconv);
+    const kinds = [];
+    for (let i = 0; i < 4; i++) {
+      const f = Object.fromEntries(g2.inputs.map(inp => [inp.name, tf.ones([1, 16], 'int32')]));
+      const r = await stof.profile(() => g2.execute(f), {timing: false});
+      tf.dispose([r.result, ...Object.values(f)]);
+      kinds.push(r.replay.graphs);
+    }
+    g2.dispose();
+    expect(kinds.every(n => n === 0), `graphs with STOF_CUDA_GRAPH=false: ${kinds}`);
+  } finally {
+    tf.env().set('STOF_CUDA_GRAPH', true);
+  }
+  void backend;
+});
+
 await check('no leaks: 50 forwards keep tensors and device bytes flat', async () => {
   const backend = await useCuda();
   const w = tf.randomNormal([64, 64]), table = tf.randomNormal([512, 64]);

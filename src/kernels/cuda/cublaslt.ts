@@ -189,6 +189,7 @@ export class LtGemm {
     const one = new Float32Array([1]), zero = new Float32Array([0]);
     const [aL, bL, dL] = plan.layouts;
     const A = b + BigInt(4 * p.b.offset), B = a + BigInt(4 * p.a.offset);
+    this.device.libraryLaunch(A, B, d, this.workspace, ...(bias != null ? [bias] : []));
     this.check(this.api['cublasLtMatmul'](this.handle, plan.desc, one, A, aL, B, bL, zero, d, dL, d, dL, plan.algo, this.workspace,
                                           WORKSPACE_BYTES, this.device.stream), 'cublasLtMatmul');
   }

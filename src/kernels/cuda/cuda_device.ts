@@ -15,12 +15,18 @@ const FUNC_MAX_DYNAMIC_SHARED = 8;
 /** CU_EVENT_DEFAULT (timing enabled). */
 const EVENT_DEFAULT = 0;
 const CUDA_ERROR_NOT_READY = 600;
+/** CU_STREAM_CAPTURE_MODE_RELAXED: the capturing thread may still allocate (the pool grows during a captured forward). */
+const CAPTURE_RELAXED = 2;
+const GRAPH_API = ['cuStreamBeginCapture_v2', 'cuStreamEndCapture', 'cuGraphInstantiateWithFlags', 'cuGraphLaunch', 'cuGraphExecDestroy', 'cuGraphDestroy'];
 
 export class CudaError extends Error {
   constructor(readonly code: number, what: string, name: string, text: string) {
     super(`CUDA ${what} failed: ${name} (${code}): ${text}`);
   }
 }
+
+/** Work that a stream capture cannot record (it would wait for, or read, results that do not exist yet). */
+export class CaptureRefused extends Error {}
 
 export class CudaDevice {
   readonly ordinal: number;
@@ -33,6 +39,10 @@ export class CudaDevice {
   private readonly ctx: bigint;
   private readonly dev: number;
   private disposed = false;
+  /** While the stream is captured into a graph: every device pointer the captured work uses. */
+  private captured: Set<DevicePtr>|null = null;
+  /** Kernels launched into the capture (cuBLASLt's count one each, through uses()). */
+  private capturedLaunches = 0;
 
   constructor(readonly api: Api, ordinal = 0) {
     this.ordinal = ordinal;
@@ -92,6 +102,7 @@ export class CudaDevice {
   /** Host to device, ordered after the stream's work (pageable memory: staged before it returns). */
   upload(dst: DevicePtr, src: ArrayBufferView) {
     if (src.byteLength === 0) return;
+    this.refuseInCapture('a copy from host memory');
     this.check(this.api['cuMemcpyHtoDAsync_v2'](dst, src, src.byteLength, this.stream), 'cuMemcpyHtoDAsync_v2');
   }
 
@@ -103,10 +114,12 @@ export class CudaDevice {
   }
 
   copy(dst: DevicePtr, src: DevicePtr, bytes: number) {
+    this.uses(dst, src);
     this.check(this.api['cuMemcpyDtoDAsync_v2'](dst, src, bytes, this.stream), 'cuMemcpyDtoDAsync_v2');
   }
 
   memset(dst: DevicePtr, byte: number, bytes: number) {
+    this.uses(dst);
     this.check(this.api['cuMemsetD8Async'](dst, byte, bytes, this.stream), 'cuMemsetD8Async');
   }
 
@@ -132,12 +145,17 @@ export class CudaDevice {
    * (bigint) and 32-bit ints (number); each is passed by address as cuLaunchKernel expects.
    */
   launch(fn: bigint, grid: [number, number, number], block: [number, number, number], params: Array<bigint|number>, sharedBytes = 0) {
+    if (this.captured != null) {
+      this.capturedLaunches++;
+      for (const p of params) if (typeof p === 'bigint') this.captured.add(p);
+    }
     const boxes = params.map(p => (typeof p === 'bigint' ? new BigUint64Array([p]) : new Int32Array([p])));
     this.check(this.api['cuLaunchKernel'](fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, boxes, null),
                `cuLaunchKernel(grid ${grid}, block ${block})`);
   }
 
   synchronize() {
+    this.refuseInCapture('a wait for the stream (a read of device values, or a free)');
     this.check(this.api['cuStreamSynchronize'](this.stream), 'cuStreamSynchronize');
   }
 
@@ -169,6 +187,7 @@ export class CudaDevice {
   }
 
   record(event: bigint) {
+    this.refuseInCapture('an event (timing)');
     this.check(this.api['cuEventRecord'](event, this.stream), 'cuEventRecord');
   }
 
@@ -186,6 +205,77 @@ export class CudaDevice {
     const ms = new Float32Array(1);
     this.check(this.api['cuEventElapsedTime_v2'](ms, start, end), 'cuEventElapsedTime');
     return ms[0];
+  }
+
+  // ---- CUDA graphs: a captured forward launched whole ----------------------------------------------
+
+  /** Whether the driver has the graph API (CUDA 11.4 and later). */
+  get graphs(): boolean {
+    return GRAPH_API.every(f => typeof this.api[f] === 'function');
+  }
+
+  /** False once disposed or reset (then graphs and buffers of this device are gone with its context). */
+  get alive(): boolean {
+    return !this.disposed;
+  }
+
+  get capturing(): boolean {
+    return this.captured != null;
+  }
+
+  /** Notes device pointers that captured work reads or writes (launches and copies note theirs here). */
+  uses(...ptrs: DevicePtr[]) {
+    if (this.captured != null) for (const p of ptrs) this.captured.add(p);
+  }
+
+  /** A library (cuBLASLt) launches one kernel on the stream with these pointers. */
+  libraryLaunch(...ptrs: DevicePtr[]) {
+    if (this.captured != null) this.capturedLaunches++;
+    this.uses(...ptrs);
+  }
+
+  private refuseInCapture(what: string) {
+    if (this.captured != null) throw new CaptureRefused(`${what} cannot be captured into a CUDA graph`);
+  }
+
+  /** From now until endCapture(), work on the stream is recorded into a graph, not run. */
+  beginCapture() {
+    if (!this.graphs) throw new Error('this CUDA driver has no graph API (cuStreamBeginCapture_v2, cuGraphLaunch)');
+    this.check(this.api['cuStreamBeginCapture_v2'](this.stream, CAPTURE_RELAXED), 'cuStreamBeginCapture_v2');
+    this.captured = new Set();
+    this.capturedLaunches = 0;
+  }
+
+  /** Ends the capture: the graph of the recorded work (instantiated) and the device pointers it uses. */
+  endCapture(): {exec: bigint, pointers: Set<DevicePtr>, launches: number} {
+    const pointers = this.captured!, launches = this.capturedLaunches;
+    this.captured = null;
+    const g = new BigUint64Array(1);
+    this.check(this.api['cuStreamEndCapture'](this.stream, g), 'cuStreamEndCapture');
+    const exec = new BigUint64Array(1);
+    try {
+      this.check(this.api['cuGraphInstantiateWithFlags'](exec, g[0], 0n), 'cuGraphInstantiateWithFlags');
+    } finally {
+      this.check(this.api['cuGraphDestroy'](g[0]), 'cuGraphDestroy');
+    }
+    return {exec: exec[0], pointers, launches};
+  }
+
+  /** Ends a capture that failed, dropping what it recorded (never throws: the failure is the caller's to report). */
+  abortCapture() {
+    if (this.captured == null) return;
+    this.captured = null;
+    const g = new BigUint64Array(1);
+    if (this.api['cuStreamEndCapture'](this.stream, g) === 0 && g[0] !== 0n) this.api['cuGraphDestroy'](g[0]);
+  }
+
+  launchGraph(exec: bigint) {
+    this.refuseInCapture('a graph launch');
+    this.check(this.api['cuGraphLaunch'](exec, this.stream), 'cuGraphLaunch');
+  }
+
+  destroyGraph(exec: bigint) {
+    this.check(this.api['cuGraphExecDestroy'](exec), 'cuGraphExecDestroy');
   }
 
   destroyEvent(e: bigint) {

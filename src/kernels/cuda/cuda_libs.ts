@@ -96,6 +96,15 @@ const DRIVER = [
 const ELAPSED = ['int cuEventElapsedTime_v2(_Out_ float *ms, uint64_t start, uint64_t end)', 'int cuEventElapsedTime(_Out_ float *ms, uint64_t start, uint64_t end)'];
 // Recovery after a kernel fault (CudaDevice.resetContext); optional: nothing else needs it.
 const RESET = ['int cuDevicePrimaryCtxReset_v2(int device)', 'int cuDevicePrimaryCtxReset(int device)'];
+// CUDA graphs (replayed forwards launched whole, src/backend/cuda_graph.ts); optional: without them each kernel is launched.
+const GRAPHS = [
+  ['int cuStreamBeginCapture_v2(uint64_t stream, int mode)'],
+  ['int cuStreamEndCapture(uint64_t stream, _Out_ uint64_t *graph)'],
+  ['int cuGraphInstantiateWithFlags(_Out_ uint64_t *exec, uint64_t graph, uint64_t flags)'],
+  ['int cuGraphLaunch(uint64_t exec, uint64_t stream)'],
+  ['int cuGraphExecDestroy(uint64_t exec)'],
+  ['int cuGraphDestroy(uint64_t graph)'],
+];
 
 const NVRTC = [
   'int nvrtcVersion(_Out_ int *major, _Out_ int *minor)',
@@ -172,7 +181,7 @@ export function cudaLibs(): CudaLibs {
     return {error: errors.join('; ')};
   };
   // The driver comes with the NVIDIA driver, not the toolkit: the system loader's paths count too.
-  const drv = open(findLibrary(dirs, /^libcuda\.so\.1$/), 'libcuda.so.1', DRIVER, [ELAPSED, RESET]);
+  const drv = open(findLibrary(dirs, /^libcuda\.so\.1$/), 'libcuda.so.1', DRIVER, [ELAPSED, RESET, ...GRAPHS]);
   if ('api' in drv) { out.driver = drv.api!; out.paths.driver = drv.path; }
   const nvrtcFile = findLibrary(dirs, /^libnvrtc\.so(\.\d+)*$/);
   const nv = nvrtcFile ? open(nvrtcFile, null, NVRTC) : {error: `libnvrtc.so.* not found (${where})`};

@@ -52,6 +52,7 @@ export interface CudaExecutorOptions {
   attentionMinBlocks?: number;
   /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
   cublasLt?: boolean;
+
 }
 
 /** Per-kernel time of a profiled run, filled by collectTimes(). */
@@ -162,6 +163,7 @@ export class CudaExecutor {
     if (buf.refs <= 0) throw new Error(`CudaExecutor.release: buffer [${buf.shape}] released more often than retained`);
     if (--buf.refs > 0) return;
     this.pool.release(buf.ptr);
+
     // The formats made from a released mask go with it (its memory may hold another tensor next).
     if (this.formatInputs.delete(buf)) {
       for (const [key, e] of this.tileFormats) if (e.inputs.includes(buf)) this.dropFormat(key);
@@ -397,10 +399,32 @@ export class CudaExecutor {
     this.release(e.buffer);
   }
 
-  /** Statistics for profile(): compiles, disk-cache hits, memory held. */
+  /** Drops every cached tile format (after a failed graph capture: formats it made were never computed). */
+  dropDerived() {
+    for (const key of [...this.tileFormats.keys()]) this.dropFormat(key);
+  }
+
+  /**
+   * Forgets what was made from these buffers and cached (their tile formats): a CUDA graph rewrites
+   * its input buffers each launch, so a capture must record that work, not reuse a stale result.
+   */
+  forgetDerived(bufs: CudaBuffer[]) {
+    for (const [key, e] of this.tileFormats) if (e.inputs.some(b => bufs.includes(b))) this.dropFormat(key);
+  }
+
+  /** Keeps the blocks holding these addresses out of the pool while a CUDA graph uses them (DeviceAllocator.pin). */
+  pin(addresses: Iterable<DevicePtr>): DevicePtr[] {
+    return this.pool.pin(addresses);
+  }
+
+  unpin(blocks: DevicePtr[]) {
+    this.pool.unpin(blocks);
+  }
+
+  /** Statistics for profile(): compiles, disk-cache hits, memory held (parked: released, kept for CUDA graphs). */
   stats() {
     return {compiles: this.cubins.compiles, diskHits: this.cubins.diskHits, modules: this.modules.size, heldBytes: this.pool.held,
-            inUseBytes: this.pool.inUse};
+            inUseBytes: this.pool.inUse, parkedBytes: this.pool.parkedBytes};
   }
 
   /**
@@ -418,7 +442,7 @@ export class CudaExecutor {
   dispose() {
     this.device.makeCurrent();
     this.device.synchronize();
-    for (const key of [...this.tileFormats.keys()]) this.dropFormat(key);
+    this.dropDerived();
     this.lt?.dispose();
     for (const e of this.spareEvents) this.device.destroyEvent(e);
     for (const t of this.timings) { this.device.destroyEvent(t.start); this.device.destroyEvent(t.end); }
