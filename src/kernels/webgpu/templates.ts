@@ -43,9 +43,12 @@ const ROW_CACHE = 16;
 function row(k: RowKernel): Shader {
   const {rowShape, rows, length: L} = k;
   const r = rowShape.length;
-  // About four elements per invocation: fewer threads, fewer barrier steps in the reduction tree.
-  const wg = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, L / 4)))));
-  const perThread = Math.ceil(L / wg);
+  // Up to ROW_CACHE elements per invocation, and rows shorter than a 128-wide workgroup share one (t
+  // invocations each): a row kernel is bound by its reduction trees' barriers, not by bandwidth, so
+  // fewer tree steps per row and more rows per barrier are what make it fast.
+  const t = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, L / ROW_CACHE)))));
+  const rowsPerGroup = Math.max(1, 128 / t), wg = t * rowsPerGroup;
+  const perThread = Math.ceil(L / t);
   // Stage 0's input (softmax's scaled, masked scores; LayerNorm's x or x + residual) recurs in the later
   // stages and the output: each invocation keeps its elements in registers, so the row is read once.
   const cached = perThread <= ROW_CACHE ? exprKey(k.stages[0].x) : null;
@@ -56,10 +59,10 @@ function row(k: RowKernel): Shader {
   // The column loop: over the cached slots (a constant trip count) or strided over the row.
   const columns = (body: string) => cached != null ?
       `for (var i = 0; i < ${perThread}; i++) {
-    let col = i32(lid) + i * ${wg};
-    ${L % wg === 0 ? body : `if (col < ${L}) {\n      ${body}\n    }`}
+    let col = i32(lane) + i * ${t};
+    ${L % t === 0 ? body : `if (col < ${L}) {\n      ${body}\n    }`}
   }` :
-      `for (var col = i32(lid); col < ${L}; col += ${wg}) {
+      `for (var col = i32(lane); col < ${L}; col += ${t}) {
     ${body}
   }`;
   const body: string[] = [];
@@ -77,11 +80,11 @@ function row(k: RowKernel): Shader {
     acc${s} = ${combine(`acc${s}`, x)};`)}
   red[lid] = acc${s};
   workgroupBarrier();
-  for (var w = ${wg / 2}u; w > 0u; w = w / 2u) {
-    if (lid < w) { red[lid] = ${combine('red[lid]', 'red[lid + w]')}; }
+  for (var w = ${t / 2}u; w > 0u; w = w / 2u) {
+    if (lane < w) { red[lid] = ${combine('red[lid]', 'red[lid + w]')}; }
     workgroupBarrier();
   }
-  ${rvName(s)} = red[0];
+  ${rvName(s)} = red[lid - lane];
   workgroupBarrier();`);
   });
   const em = new ExprEmitter('o', loader(k), coords, undefined, leaf);
@@ -89,29 +92,35 @@ function row(k: RowKernel): Shader {
   if (k.scalar) {
     const e0 = new ExprEmitter('o', loader(k), coords, undefined, e => (e.k === 'rv' ? rvName(e.stage) : null));
     const value = e0.emit(k.expr);
-    outStage = `if (lid == 0u) {
+    outStage = `if (lane == 0u && live) {
     let ${coords[r - 1]} = 0;
     ${e0.lines.join('\n    ')}
     ${store(k, 'row', value)}
   }`;
   } else {
     const value = em.emit(k.expr);
-    outStage = columns(`let ${coords[r - 1]} = col;
+    outStage = `if (live) {
+  ${columns(`let ${coords[r - 1]} = col;
     ${em.lines.join('\n    ')}
-    ${store(k, `row * ${L} + col`, value)}`);
+    ${store(k, `row * ${L} + col`, value)}`)}
+  }`;
   }
   const slots = slotsOf([...k.stages.map(s => s.x), k.expr]);
-  const [gx] = grid(rows);
+  const groups = Math.ceil(rows / rowsPerGroup);
+  const [gx] = grid(groups);
   return {
     bindings: slots,
-    workgroups: grid(rows),
+    workgroups: grid(groups),
     code: `${WGSL_HELPERS}
 ${declarations(k, slots)}
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32(wid.x + wid.y * ${gx}u);
-  if (row >= ${rows}) { return; }
+  // Invocations of a row past the last one still take part in the barriers (loads of the last row, no stores).
+  let lane = lid % ${t}u;
+  let rowIndex = i32(wid.x + wid.y * ${gx}u) * ${rowsPerGroup} + i32(lid / ${t}u);
+  let live = rowIndex < ${rows};
+  let row = min(rowIndex, ${Math.max(rows - 1, 0)});
   ${lead.join('\n  ')}
   ${k.stages.map((_, s) => `var ${rvName(s)}: f32;`).join(' ')}
   ${cached != null ? `var xc: array<f32, ${perThread}>;` : ''}
