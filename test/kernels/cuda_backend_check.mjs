@@ -19,7 +19,7 @@ const stof = await load('src/public_api.js');
 const {setCudaProvider} = await load('src/backend/register.js');
 const {CudaBase} = await load('src/backend/cuda_base.js');
 const {provideStandInCuda} = await import('./stand_in_cuda.mjs');
-const {writeNamed} = await import('../fixtures/make_fixtures.mjs');
+const {makeMaskedAttention, writeFixture, writeNamed} = await import('../fixtures/make_fixtures.mjs');
 const {loadFixture} = await import('../fixtures/load_fixture.mjs');
 
 let failures = 0;
@@ -198,6 +198,27 @@ await check('CUDA graph: captured at the second replay, then a forward is one gr
   g.dispose();
   expect(inUse(backend) === bytes && stats().parkedBytes === 0 && backend.numDataIds() === values && tf.memory().numTensors === tensors,
          `after dispose: device bytes ${bytes} -> ${inUse(backend)}, parked ${stats().parkedBytes}, values ${values} -> ${backend.numDataIds()}`);
+});
+
+await check('CUDA graph: a mask fed as a model input is analysed inside the graph (its buffer is rewritten each launch)', async () => {
+  const backend = await useCuda();
+  const counts = standIn.fake.log.counts;
+  const dir = writeFixture(path.join(root, 'tmp/cuda_check_fixtures/masked_attention'), makeMaskedAttention({seq: 16}));
+  const g = await loadFixture(dir, tfconv);
+  const works = [], kinds = [];
+  for (let i = 0; i < 5; i++) {
+    const f = {q: tf.ones([1, 2, 16, 8]), k: tf.ones([1, 2, 16, 8]), v: tf.ones([1, 2, 16, 8]),
+               mask: tf.tensor4d(Float32Array.from({length: 256}, (_, j) => (j % 16 > i + 8 ? -1e9 : 0)), [1, 1, 16, 16])};
+    const before = counts.launches + counts.matmuls;
+    const r = await stof.profile(() => g.execute(f), {timing: false});
+    works.push(counts.launches + counts.matmuls - before);
+    kinds.push(r.replay.graphs ? 'graph' : r.replay.replayed ? 'replayed' : 'captured');
+    tf.dispose([r.result, ...Object.values(f)]);
+  }
+  expect(kinds.join() === 'captured,replayed,replayed,graph,graph', `forwards: ${kinds}`);
+  expect(works[3] === works[2] && works[4] === works[2], `kernels per forward (the mask analysis included): ${works}`);
+  g.dispose();
+  void backend;
 });
 
 await check('CUDA graph: a capture the driver refuses is declined with its reason (forwards replay kernel by kernel); STOF_CUDA_GRAPH=false', async () => {
