@@ -92,6 +92,7 @@ async function tfjsRunner(backend, fixtureDir, flags = {}) {
   return {
     async run(inputs, shape) {
       await tf.setBackend(backend);
+      const before = Object.fromEntries(Object.keys(flags).map(k => [k, tf.env().get(k)]));
       for (const [k, v] of Object.entries(flags)) tf.env().set(k, v);
       const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
       try {
@@ -101,7 +102,7 @@ async function tfjsRunner(backend, fixtureDir, flags = {}) {
         return data;
       } finally {
         tf.dispose(Object.values(feeds));
-        for (const k of Object.keys(flags)) tf.env().set(k, true);
+        for (const [k, v] of Object.entries(before)) tf.env().set(k, v);
       }
     },
     async dispatches(inputs, shape) {

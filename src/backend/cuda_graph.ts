@@ -97,7 +97,7 @@ export class CudaForwardGraph {
       if (e instanceof CaptureRefused || e instanceof CudaError) return {graph: null, declined: (e as Error).message, out};
       throw e;
     }
-    const pins = exec.pin([...captured.pointers, ...fixedIn.map(f => f.buf.ptr), ...fixedOut.map(f => f.buf.ptr)]);
+    const pins = exec.pin(captured.pointers);
     return {graph: new CudaForwardGraph(backend, captured.exec, fixedIn, fixedOut, pins, captured.launches), out};
   }
 

@@ -82,7 +82,7 @@ export class GraphTrace {
               private readonly constants: Array<DataId|undefined>,
               private readonly outputs: Array<{slot: number, shape: number[], dtype: DataType}>) {}
 
-  /** Forwards launched as one CUDA graph (CUDA base), from the second replay on. */
+  /** The CUDA graph of this trace's forwards (CUDA base): captured at the second replay, launched from the third. */
   private graph: CudaForwardGraph|null = null;
   private graphDeclined: string|null = null;
   private replays = 0;
@@ -98,13 +98,14 @@ export class GraphTrace {
   /** Runs the steps on `inputs` (in the capture's order); the outputs are new tensors of the engine. */
   replay(inputs: Tensor[]): Tensor[] {
     this.replays++;
-    if (this.graph != null && graphsOff(this.backend) == null) {
+    const off = graphsOff(this.backend);
+    if (this.graph != null && off == null) {
       const out = this.graph.run(inputs);
       this.backend.profiler.graphLaunched(this.graph.launches);
       return out;
     }
-    // Captured at the second replay (plans made and kernels compiled by then), once per trace; launched from the third.
-    if (this.graph == null && this.graphDeclined == null && this.replays >= 2 && graphsOff(this.backend) == null) {
+    // Captured at the second replay (plans made and kernels compiled by then), once per trace.
+    if (this.graph == null && this.graphDeclined == null && this.replays >= 2 && off == null) {
       const r = CudaForwardGraph.capture(this.backend, inputs, ids => this.runSteps(ids), this.outputs);
       this.graph = r.graph;
       if (r.declined != null) {
@@ -115,11 +116,6 @@ export class GraphTrace {
     }
     return this.runSteps(inputs.map(t => t.dataId)).map((dataId, i) =>
         engine().makeTensorFromTensorInfo({dataId, shape: this.outputs[i].shape, dtype: this.outputs[i].dtype}, this.backend));
-  }
-
-  /** Why this trace's forwards are not one CUDA graph (null while not tried, or where one runs). */
-  get graphReason(): string|null {
-    return this.graphDeclined;
   }
 
   /** Runs the steps on these input ids; returns the output ids, with one reference each for the caller. */

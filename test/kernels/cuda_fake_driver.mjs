@@ -68,7 +68,7 @@ export function fakeCudaLibs() {
     cuEventElapsedTime_v2: ms => { ms[0] = 0.01; return 0; }, cuEventDestroy_v2: () => 0,
     cuGetErrorName: (e, s) => out(s, 'FAKE_ERROR'), cuGetErrorString: (e, s) => out(s, 'fake error'),
   };
-  const log = {counts, memory};
+  const log = {counts, memory, graphs};
   const nvrtc = {
     nvrtcVersion: (a, b) => { a[0] = 13; b[0] = 0; return 0; },
     nvrtcCreateProgram: p => out(p, handle()), nvrtcCompileProgram: () => { counts.compiles++; return 0; },
@@ -83,7 +83,6 @@ export function fakeCudaLibs() {
     cublasLtMatmulAlgoGetHeuristic: (h, d, a, b, c, dd, p, n, results, returned) => { returned[0] = 1; return 0; },
     cublasLtMatmul: (h, desc, alpha, a, al, b, bl, beta, c, cl, d) => { bytesAt(a); bytesAt(b); bytesAt(d); counts.matmuls++; return 0; },
   };
-  Object.assign(log, {graphs});
   return {libs: {available: true, reason: null, driver, nvrtc, cublasLt, nvrtcReason: null, cublasLtReason: null, paths: {}},
           log};
 }

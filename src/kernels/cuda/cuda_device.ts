@@ -41,7 +41,7 @@ export class CudaDevice {
   private disposed = false;
   /** While the stream is captured into a graph: every device pointer the captured work uses. */
   private captured: Set<DevicePtr>|null = null;
-  /** Kernels launched into the capture (cuBLASLt's count one each, through uses()). */
+  /** Kernels launched into the capture (a cuBLASLt matmul counts one, through libraryLaunch()). */
   private capturedLaunches = 0;
 
   constructor(readonly api: Api, ordinal = 0) {
@@ -217,10 +217,6 @@ export class CudaDevice {
   /** False once disposed or reset (then graphs and buffers of this device are gone with its context). */
   get alive(): boolean {
     return !this.disposed;
-  }
-
-  get capturing(): boolean {
-    return this.captured != null;
   }
 
   /** Notes device pointers that captured work reads or writes (launches and copies note theirs here). */

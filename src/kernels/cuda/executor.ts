@@ -52,7 +52,6 @@ export interface CudaExecutorOptions {
   attentionMinBlocks?: number;
   /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
   cublasLt?: boolean;
-
 }
 
 /** Per-kernel time of a profiled run, filled by collectTimes(). */
@@ -163,7 +162,6 @@ export class CudaExecutor {
     if (buf.refs <= 0) throw new Error(`CudaExecutor.release: buffer [${buf.shape}] released more often than retained`);
     if (--buf.refs > 0) return;
     this.pool.release(buf.ptr);
-
     // The formats made from a released mask go with it (its memory may hold another tensor next).
     if (this.formatInputs.delete(buf)) {
       for (const [key, e] of this.tileFormats) if (e.inputs.includes(buf)) this.dropFormat(key);

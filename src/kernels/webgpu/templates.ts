@@ -55,7 +55,8 @@ function row(k: RowKernel): Shader {
   const coords = rowShape.map((_, i) => `c${i}`);
   const lead = coordLines(rowShape.slice(0, -1), 'row', coords);
   const rvName = (s: number) => `rv${s}`;
-  const leaf = (e: Expr) => (e.k === 'rv' ? rvName(e.stage) : cached != null && exprKey(e) === cached ? 'xc[i]' : null);
+  const rvLeaf = (e: Expr) => (e.k === 'rv' ? rvName(e.stage) : null);
+  const leaf = (e: Expr) => rvLeaf(e) ?? (cached != null && exprKey(e) === cached ? 'xc[i]' : null);
   // The column loop: over the cached slots (a constant trip count) or strided over the row.
   const columns = (body: string) => cached != null ?
       `for (var i = 0; i < ${perThread}; i++) {
@@ -67,7 +68,7 @@ function row(k: RowKernel): Shader {
   }`;
   const body: string[] = [];
   k.stages.forEach((st, s) => {
-    const em = new ExprEmitter(`s${s}_`, loader(k), coords, undefined, s === 0 ? (e => (e.k === 'rv' ? rvName(e.stage) : null)) : leaf);
+    const em = new ExprEmitter(`s${s}_`, loader(k), coords, undefined, s === 0 ? rvLeaf : leaf);
     const x = em.emit(st.x);
     const init = st.op === 'max' ? '(-inf_())' : '0.0';
     const combine = (a: string, b: string) => (st.op === 'max' ? `max_(${a}, ${b})` : `(${a} + ${b})`);
@@ -90,7 +91,7 @@ function row(k: RowKernel): Shader {
   const em = new ExprEmitter('o', loader(k), coords, undefined, leaf);
   let outStage: string;
   if (k.scalar) {
-    const e0 = new ExprEmitter('o', loader(k), coords, undefined, e => (e.k === 'rv' ? rvName(e.stage) : null));
+    const e0 = new ExprEmitter('o', loader(k), coords, undefined, rvLeaf);
     const value = e0.emit(k.expr);
     outStage = `if (lane == 0u && live) {
     let ${coords[r - 1]} = 0;
