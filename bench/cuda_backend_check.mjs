@@ -9,6 +9,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
 import * as stof from 'tfjs-backend-stof';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 import {loadFixture} from '../test/fixtures/load_fixture.mjs';
 import {makeMaskedAttention, makeRng, writeFixture, writeNamed} from '../test/fixtures/make_fixtures.mjs';
@@ -169,6 +171,38 @@ for (const [S, D, kind] of [[1, 64, 'none'], [127, 64, 'causal'], [200, 32, 'pad
     const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(D)), bias);
     return tf.matMul(tf.softmax(scores), v);
   });
+}
+
+// ---- reads into page-locked memory: arrays the app keeps are never written by later reads --------
+{
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  const seeds = [11, 12, 13, 14, 15, 16];
+  const inputOf = seed => { const rng = makeRng(seed); return Float32Array.from({length: 1024 * 256}, () => rng.uniform() * 4 - 2); };
+  await tf.setBackend('stof');
+  const exec = tf.backend().base.exec, st0 = exec.stats().pinned;
+  const kept = [];
+  for (const [i, seed] of seeds.entries()) {
+    const x = tf.tensor2d(inputOf(seed), [1024, 256]), y = tf.tanh(tf.mul(x, 1.5));  // 1 MB, computed on the device
+    kept.push(await y.data());
+    tf.dispose([x, y]);
+    // Reads dropped at once, with collections between: their blocks are recycled under the kept arrays.
+    for (let j = 0; j < 3; j++) { const z = tf.exp(tf.fill([1024, 256], i + j)); await z.data(); z.dispose(); }
+    gc();
+    await new Promise(r => setTimeout(r, 1));
+  }
+  const st = exec.stats().pinned;
+  console.log(`pinned reads: ${JSON.stringify(st)} (before: ${JSON.stringify(st0)})`);
+  if (st.pinnedReads - st0.pinnedReads < 24 || st.recycled === st0.recycled) {
+    failures++;
+    console.log('FAIL the page-locked pool was not used or never recycled a block');
+  }
+  await tf.setBackend('cpu');
+  for (const [i, seed] of seeds.entries()) {
+    const ref = tf.tidy(() => tf.tanh(tf.mul(tf.tensor2d(inputOf(seed), [1024, 256]), 1.5)));
+    compare(`page-locked read ${i + 1} of 6, kept while 18 more reads came and went`, kept[i], await ref.data());
+    ref.dispose();
+  }
 }
 
 // ---- no leaks over repeated forwards -------------------------------------------------------------

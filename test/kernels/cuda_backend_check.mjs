@@ -9,7 +9,12 @@
 //
 //   npx tsc -p tsconfig.json && node scripts/mark_esm.mjs && node test/kernels/cuda_backend_check.mjs
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import {loadTsc as load, root} from '../../scripts/load_tsc.mjs';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
 
 
 const tf = await import('@tensorflow/tfjs-core');
@@ -18,6 +23,8 @@ await import('@tensorflow/tfjs-backend-cpu');
 const stof = await load('src/public_api.js');
 const {setCudaProvider} = await load('src/backend/register.js');
 const {CudaBase} = await load('src/backend/cuda_base.js');
+const {CudaExecutor} = await load('src/kernels/cuda/executor.js');
+const {fakeCudaLibs} = await import('./cuda_fake_driver.mjs');
 const {provideStandInCuda} = await import('./stand_in_cuda.mjs');
 const {makeMaskedAttention, writeFixture, writeNamed} = await import('../fixtures/make_fixtures.mjs');
 const {loadFixture} = await import('../fixtures/load_fixture.mjs');
@@ -81,6 +88,54 @@ await check('await data() of a device tensor waits for the GPU by polling, witho
   expect(values.length === 256, `read ${values.length} values`);
   // The stand-in reports "not ready" twice, then done: three polls on separate turns of the event loop.
   expect(standIn.fake.log.counts.queries - queries === 3, `polls ${standIn.fake.log.counts.queries - queries}`);
+  tf.dispose([x, y]);
+});
+
+await check('large reads land in page-locked host memory, handed out without a copy; a block is reused only after what viewed it is collected', async () => {
+  const fake = fakeCudaLibs();
+  const exec = new CudaExecutor(fake.libs, {cacheDir: null, pinnedReadBytes: 4 << 20});
+  const n = 100000;  // 400 kB: the 512 kB class
+  const fill = v => Float32Array.from({length: n}, (_, i) => v + i);
+  const a = exec.upload(fill(1), [n], 'float32'), b = exec.upload(fill(2), [n], 'float32');
+  let ra = exec.read(a);
+  let rb = exec.read(b);
+  let st = exec.stats().pinned;
+  expect(st.pinnedReads === 2 && st.blocks === 2 && st.bytes === 2 * (512 << 10), `pinned ${JSON.stringify(st)}`);
+  expect(fake.log.registered.size === 2, `registered ${fake.log.registered.size}`);
+  expect(ra.length === n && ra.buffer.byteLength === 4 * n && ra[7] === 8 && rb[7] === 9, 'the read values or their buffer size');
+  // While ra is reachable its block is not reused: a third read gets a new block.
+  let rc = exec.read(a);
+  expect(exec.stats().pinned.blocks === 3 && ra[5] === 6 && rc[5] === 6, `blocks ${exec.stats().pinned.blocks}`);
+  let keepBuffer = rb.buffer;  // only the ArrayBuffer of rb stays: rb's block must stay taken
+  ra = null;
+  for (let i = 0; i < 20 && exec.stats().pinned.recycled === 0; i++) { gc(); await new Promise(r => setTimeout(r, 5)); }
+  let again = exec.read(b);
+  st = exec.stats().pinned;
+  expect(st.recycled === 1 && st.blocks === 3, `after collection ${JSON.stringify(st)}`);
+  expect(new Float32Array(keepBuffer)[3] === 5 && again[3] === 5 && rc[3] === 4, 'values of reads still held');
+  // The cap: a read that would pass it uses pageable memory, counted; small reads too.
+  const big = exec.upload(new Float32Array(1 << 20), [1 << 20], 'float32');
+  const pageable = exec.read(big);
+  const small = exec.read(exec.upload(fill(3).subarray(0, 100), [100], 'float32'));
+  st = exec.stats().pinned;
+  expect(pageable.length === 1 << 20 && small[1] === 4 && st.atCap === 1 && st.pageableReads === 2, `cap ${JSON.stringify(st)}`);
+  // Disposal frees the free blocks and unregisters them; held arrays stay readable.
+  exec.dispose();
+  expect(again[3] === 5 && rc[3] === 4, 'held values after dispose');
+  expect(exec.stats().pinned.blocks === 3, `blocks after dispose, the app holding three: ${exec.stats().pinned.blocks}`);
+  // What the app lets go after the disposal is freed once collected.
+  keepBuffer = again = rc = rb = null;
+  for (let i = 0; i < 20 && exec.stats().pinned.blocks > 0; i++) { gc(); await new Promise(r => setTimeout(r, 5)); }
+  expect(exec.stats().pinned.blocks === 0, `blocks left ${exec.stats().pinned.blocks}`);
+});
+
+await check('reads of a model output on the CUDA base use the page-locked pool', async () => {
+  const backend = await useCuda();
+  const before = backend.base.exec.stats().pinned.pinnedReads;
+  const x = tf.randomNormal([512, 256]);
+  const y = tf.exp(x);
+  const v = await y.data();
+  expect(v.length === 512 * 256 && backend.base.exec.stats().pinned.pinnedReads === before + 1, `pinned reads ${before} -> ${backend.base.exec.stats().pinned.pinnedReads}`);
   tf.dispose([x, y]);
 });
 

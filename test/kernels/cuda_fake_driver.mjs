@@ -6,7 +6,8 @@
 export function fakeCudaLibs() {
   const memory = new Map();  // base pointer -> Uint8Array
   let next = 0x10000n;
-  const counts = {launches: 0, allocs: 0, frees: 0, matmuls: 0, compiles: 0, queries: 0, graphs: 0, graphLaunches: 0};
+  const counts = {launches: 0, allocs: 0, frees: 0, matmuls: 0, compiles: 0, queries: 0, graphs: 0, graphLaunches: 0, hostRegisters: 0};
+  const registered = new Set();  // host pointers (koffi externals) page-locked by cuMemHostRegister
   let capture = null;  // {ops: [[f, args]], saved: [[api, name, f]]} while the stream is captured
   const graphs = new Map();  // graph or exec handle -> ops
   const bytesAt = ptr => {
@@ -26,6 +27,8 @@ export function fakeCudaLibs() {
     cuMemcpyHtoDAsync_v2: (dst, src, n) => { bytesAt(dst).set(new Uint8Array(src.buffer, src.byteOffset, n)); return 0; },
     cuMemcpyDtoDAsync_v2: (dst, src, n) => { bytesAt(dst).set(bytesAt(src).subarray(0, n)); return 0; },
     cuMemsetD8Async: (dst, v, n) => { bytesAt(dst).fill(v, 0, n); return 0; },
+    cuMemHostRegister_v2: p => { if (registered.has(p)) return 712; registered.add(p); counts.hostRegisters++; return 0; },
+    cuMemHostUnregister: p => (registered.delete(p) ? 0 : 713),
     cuMemcpyDtoH_v2: (dst, src, n) => { new Uint8Array(dst.buffer, dst.byteOffset, n).set(bytesAt(src).subarray(0, n)); return 0; },
     cuModuleLoadData: m => out(m, handle()), cuModuleUnload: () => 0, cuModuleGetFunction: f => out(f, handle()),
     cuFuncSetAttribute: () => 0,
@@ -68,7 +71,7 @@ export function fakeCudaLibs() {
     cuEventElapsedTime_v2: ms => { ms[0] = 0.01; return 0; }, cuEventDestroy_v2: () => 0,
     cuGetErrorName: (e, s) => out(s, 'FAKE_ERROR'), cuGetErrorString: (e, s) => out(s, 'fake error'),
   };
-  const log = {counts, memory, graphs};
+  const log = {counts, memory, graphs, registered};
   const nvrtc = {
     nvrtcVersion: (a, b) => { a[0] = 13; b[0] = 0; return 0; },
     nvrtcCreateProgram: p => out(p, handle()), nvrtcCompileProgram: () => { counts.compiles++; return 0; },

@@ -96,6 +96,11 @@ const DRIVER = [
 const ELAPSED = ['int cuEventElapsedTime_v2(_Out_ float *ms, uint64_t start, uint64_t end)', 'int cuEventElapsedTime(_Out_ float *ms, uint64_t start, uint64_t end)'];
 // Recovery after a kernel fault (CudaDevice.resetContext); optional: nothing else needs it.
 const RESET = ['int cuDevicePrimaryCtxReset_v2(int device)', 'int cuDevicePrimaryCtxReset(int device)'];
+// Page-locking host memory that reads land in (pinned_reads.ts); optional: reads use pageable memory without it.
+const HOST_REGISTER = [
+  ['int cuMemHostRegister_v2(void *p, size_t bytes, unsigned int flags)'],
+  ['int cuMemHostUnregister(void *p)'],
+];
 // CUDA graphs (replayed forwards launched whole, src/backend/cuda_graph.ts); optional: without them each kernel is launched.
 const GRAPHS = [
   ['int cuStreamBeginCapture_v2(uint64_t stream, int mode)'],
@@ -181,7 +186,7 @@ export function cudaLibs(): CudaLibs {
     return {error: errors.join('; ')};
   };
   // The driver comes with the NVIDIA driver, not the toolkit: the system loader's paths count too.
-  const drv = open(findLibrary(dirs, /^libcuda\.so\.1$/), 'libcuda.so.1', DRIVER, [ELAPSED, RESET, ...GRAPHS]);
+  const drv = open(findLibrary(dirs, /^libcuda\.so\.1$/), 'libcuda.so.1', DRIVER, [ELAPSED, RESET, ...GRAPHS, ...HOST_REGISTER]);
   if ('api' in drv) { out.driver = drv.api!; out.paths.driver = drv.path; }
   const nvrtcFile = findLibrary(dirs, /^libnvrtc\.so(\.\d+)*$/);
   const nv = nvrtcFile ? open(nvrtcFile, null, NVRTC) : {error: `libnvrtc.so.* not found (${where})`};

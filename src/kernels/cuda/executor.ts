@@ -16,7 +16,8 @@ import {cudaLibs, CudaLibs} from './cuda_libs';
 import {LtGemm} from './cublaslt';
 import {SplitStep, splitGemm} from './gemm_split';
 import {CubinCache, defaultCacheDir} from './nvrtc';
-import {AttentionPrecision, cudaFormatWords, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
+import {PinnedReads} from './pinned_reads';
+import {analysisScratch, AttentionPrecision, cudaFormatWords, CudaSource, cudaSourceOf, CudaTemplateOptions, GemmPrecision, maskAnalysisCuda} from './templates_cuda';
 
 /** A device buffer; shared (alias, grouped GEMM siblings, the app) by reference count. */
 export interface CudaBuffer {
@@ -52,6 +53,8 @@ export interface CudaExecutorOptions {
   attentionMinBlocks?: number;
   /** Run GEMMs that cuBLASLt computes as planned (plain, + bias, + ReLU) through cuBLASLt (default true where it loads). */
   cublasLt?: boolean;
+  /** Most bytes of page-locked host memory that reads land in (pinned_reads.ts; 0: reads into pageable memory). Default 512 MiB. */
+  pinnedReadBytes?: number;
 }
 
 /** Per-kernel time of a profiled run, filled by collectTimes(). */
@@ -69,6 +72,7 @@ const isIntType = (dtype: string) => dtype === 'bool' || dtype === 'int32';
 export class CudaExecutor {
   readonly device: CudaDevice;
   private readonly pool: DeviceAllocator;
+  private readonly pinned: PinnedReads|null;
   private readonly cubins: CubinCache;
   private readonly modules = new Map<string, Loaded>();
   private readonly byKernel = new WeakMap<Kernel, Loaded>();
@@ -97,6 +101,7 @@ export class CudaExecutor {
     if (!libs.available) throw new Error(`CudaExecutor: ${libs.reason}`);
     this.device = new CudaDevice(libs.driver!, options.device ?? 0);
     this.pool = new DeviceAllocator(this.device);
+    this.pinned = PinnedReads.create(this.device, options.pinnedReadBytes ?? 512 << 20);
     const version = [0], minor = [0];
     libs.nvrtc!['nvrtcVersion'](version, minor);
     const cacheDir = options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir;
@@ -133,7 +138,8 @@ export class CudaExecutor {
 
   /** The buffer's values (waits for the queued work); bool and int32 come back as Int32Array. */
   read(buf: CudaBuffer, elements = sizeOf(buf.shape)): Float32Array|Int32Array {
-    const out = isIntType(buf.dtype) ? new Int32Array(elements) : new Float32Array(elements);
+    const int = isIntType(buf.dtype);
+    const out = this.pinned?.take(int, elements) ?? (int ? new Int32Array(elements) : new Float32Array(elements));
     this.device.download(out, buf.ptr);
     return out;
   }
@@ -384,6 +390,8 @@ export class CudaExecutor {
     }
     while (this.tileFormats.size >= CudaExecutor.MAX_FORMATS) this.dropFormat(this.tileFormats.keys().next().value!);
     const buffer = this.alloc([cudaFormatWords(k.mask!)], 'int32');
+    const scratch = analysisScratch(k.mask!);
+    if (scratch != null) this.device.memset(buffer.ptr + BigInt(4 * scratch.offset), 0, 4 * scratch.words);
     this.launch(loaded, [buffer.ptr, ...used.map(b => b.ptr)]);
     this.lastDispatches = 2;
     this.tileFormats.set(key, {buffer, inputs: used});
@@ -422,7 +430,7 @@ export class CudaExecutor {
   /** Statistics for profile(): compiles, disk-cache hits, memory held (parked: released, kept for CUDA graphs). */
   stats() {
     return {compiles: this.cubins.compiles, diskHits: this.cubins.diskHits, modules: this.modules.size, heldBytes: this.pool.held,
-            inUseBytes: this.pool.inUse, parkedBytes: this.pool.parkedBytes};
+            inUseBytes: this.pool.inUse, parkedBytes: this.pool.parkedBytes, pinned: this.pinned?.stats() ?? null};
   }
 
   /**
@@ -435,6 +443,10 @@ export class CudaExecutor {
     this.spareEvents.length = 0;
     this.modules.clear();
     this.device.resetContext();
+    // Host memory handed out stays valid (it is libc's); the reset context forgot its registrations.
+    this.pinned?.contextLost();
+    this.pinned?.contextReleased();
+    this.pinned?.dispose();
   }
 
   dispose() {
@@ -447,6 +459,8 @@ export class CudaExecutor {
     this.pool.dispose();
     for (const m of this.modulesLoaded) this.device.unloadModule(m);
     this.modules.clear();
+    this.pinned?.dispose();
     this.device.dispose();
+    this.pinned?.contextReleased();
   }
 }

@@ -11,7 +11,7 @@ import {attentionMmaQualifies, attentionMmaCuda} from './attention_mma_cuda';
 import {checkSizes, coordLines, CudaSource, emitter, indent, signature, slotsOf, store, unit} from './cuda_common';
 import {gemmCuda, GemmPrecision} from './gemm_cuda';
 
-export {cudaFormatWords, maskAnalysisCuda} from './attention_cuda';
+export {analysisScratch, cudaFormatWords, maskAnalysisCuda} from './attention_cuda';
 export {attentionMmaQualifies, attentionMmaUnsupported} from './attention_mma_cuda';
 export type {CudaSource} from './cuda_common';
 export type {GemmPrecision} from './gemm_cuda';
