@@ -14,7 +14,7 @@
 // Usage: node scripts/with_vulkan.mjs bench/e2e.mjs [--quick] [--hf DIR] [--peers webgpu,ort-webgpu,ort-jsep]
 //          [--cases REGEX] [--trials 10] [--case-seconds 60] [--agree-rtol 1e-3] [--out PATH]
 //          (peer stof-noreplay: 'stof' with STOF_REPLAY off, the converter on every forward;
-//           stof-nograph: replay with STOF_CUDA_GRAPH off, each kernel launched from the host)
+//           stof-nograph: replay with STOF_CUDA_GRAPH / STOF_WEBGPU_GRAPH off, each kernel launched from the host)
 //          [--device webgpu|cuda] [--precision fp32|tf32|fp16]   ('stof' on Dawn or on CUDA, STOF_DEVICE/STOF_PRECISION)
 //   --hf DIR: export root of bench/hf/export_hf.py (DIR/bert_base, DIR/gpt2_base, DIR/long_base; the
 //   *_tiny ones with --quick). Models missing there are generated with seeded weights by
@@ -44,7 +44,7 @@ const peers = opt('peers', 'webgpu,ort-webgpu,ort-jsep') === 'none' ? [] : opt('
 const caseFilter = new RegExp(opt('cases', '.'));
 const hfRoot = opt('hf', null);
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'stof-noreplay': 'stof without graph replay', 'stof-nograph': 'stof replay without CUDA graph', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
+const PEER_NAMES = {'webgpu': 'tfjs-backend-webgpu', 'stof-noreplay': 'stof without graph replay', 'stof-nograph': 'stof replay without CUDA graph or recorded WebGPU commands', 'ort-webgpu': 'ort-web-webgpu-ep', 'ort-jsep': 'ort-web-jsep'};
 
 const MODELS = quick ? [
   {name: 'bert_tiny', label: 'BERT tiny', cases: [[1, 16], [2, 32]]},
@@ -161,7 +161,7 @@ for (const m of MODELS) {
       const t1 = performance.now();
       if (p === 'stof' || p === 'webgpu') runners[p] = await tfjsRunner(p, fixtureDir);
       else if (p === 'stof-noreplay') runners[p] = await tfjsRunner('stof', fixtureDir, {STOF_REPLAY: false});
-      else if (p === 'stof-nograph') runners[p] = await tfjsRunner('stof', fixtureDir, {STOF_CUDA_GRAPH: false});
+      else if (p === 'stof-nograph') runners[p] = await tfjsRunner('stof', fixtureDir, {STOF_CUDA_GRAPH: false, STOF_WEBGPU_GRAPH: false});
       else if (ORT_KINDS[p]) runners[p] = await ortRunner(p, onnxBytes, exp.manifest.onnx?.input_dtype ?? 'int64');
       else throw new Error(`unknown peer ${p}`);
       console.log(`  loaded on ${p} (${((performance.now() - t1) / 1000).toFixed(1)} s)`);

@@ -10,6 +10,7 @@ import {DataId, DataType, engine, KernelConfig, NamedAttrMap, NamedTensorInfoMap
 
 import {CudaForwardGraph, graphsOff} from './cuda_graph';
 import type {StofBackend} from './stof_backend';
+import {webgpuGraphsOff, WebGPUForwardGraph} from './webgpu_graph';
 
 /** What StofBackend reports while a capture is on (outermost kernels and the app's reads only). */
 export interface KernelCapture {
@@ -82,8 +83,11 @@ export class GraphTrace {
               private readonly constants: Array<DataId|undefined>,
               private readonly outputs: Array<{slot: number, shape: number[], dtype: DataType}>) {}
 
-  /** The CUDA graph of this trace's forwards (CUDA base): captured at the second replay, launched from the third. */
-  private graph: CudaForwardGraph|null = null;
+  /**
+   * The graph of this trace's forwards: a CUDA graph (CUDA base) or a recorded command list
+   * (WebGPU base), captured at the second replay, launched from the third.
+   */
+  private graph: CudaForwardGraph|WebGPUForwardGraph|null = null;
   private graphDeclined: string|null = null;
   private replays = 0;
 
@@ -98,21 +102,26 @@ export class GraphTrace {
   /** Runs the steps on `inputs` (in the capture's order); the outputs are new tensors of the engine. */
   replay(inputs: Tensor[]): Tensor[] {
     this.replays++;
-    const off = graphsOff(this.backend);
+    const webgpu = this.backend.baseName === 'webgpu';
+    const off = webgpu ? webgpuGraphsOff(this.backend) : graphsOff(this.backend);
     if (this.graph != null && off == null) {
       const out = this.graph.run(inputs);
-      this.backend.profiler.graphLaunched(this.graph.launches);
-      return out;
+      if (out != null) {
+        this.backend.profiler.graphLaunched(this.graph.launches, webgpu ? 'WebGPU' : 'CUDA');
+        return out;
+      }
     }
     // Captured at the second replay (plans made and kernels compiled by then), once per trace.
     if (this.graph == null && this.graphDeclined == null && this.replays >= 2 && off == null) {
-      const r = CudaForwardGraph.capture(this.backend, inputs, ids => this.runSteps(ids), this.outputs);
+      const steps = (ids: DataId[]) => this.runSteps(ids);
+      const r = webgpu ? WebGPUForwardGraph.capture(this.backend, inputs, steps, this.outputs) :
+                         CudaForwardGraph.capture(this.backend, inputs, steps, this.outputs);
       this.graph = r.graph;
       if (r.declined != null) {
         this.graphDeclined = r.declined;
         this.backend.profiler.graphDeclined(r.declined);
       }
-      return r.out;
+      if (r.out != null) return r.out;
     }
     return this.runSteps(inputs.map(t => t.dataId)).map((dataId, i) =>
         engine().makeTensorFromTensorInfo({dataId, shape: this.outputs[i].shape, dtype: this.outputs[i].dtype}, this.backend));

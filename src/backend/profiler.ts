@@ -68,11 +68,13 @@ export class Profiler {
   captured() { if (this.report) this.report.replay.captured++; }
   replayed() { if (this.report) this.report.replay.replayed++; }
   notReplayed(reason: string) { this.report?.replay.notReplayed.push({reason}); }
-  /** A forward ran as one CUDA graph of `launches` kernels. */
-  graphLaunched(launches: number) {
+  /** A forward ran as one CUDA graph of `launches` kernels, or as a recorded WebGPU command list of `launches` dispatches. */
+  graphLaunched(launches: number, kind: 'CUDA'|'WebGPU' = 'CUDA') {
     if (!this.report) return;
     this.report.replay.graphs++;
-    this.group({template: 'graph', ops: [`CUDA graph of a replayed forward (${launches} kernels)`]}, launches);
+    const what = kind === 'CUDA' ? `CUDA graph of a replayed forward (${launches} kernels)` :
+                                   `recorded WebGPU commands of a replayed forward (${launches} dispatches)`;
+    this.group({template: 'graph', ops: [what]}, launches);
   }
   graphDeclined(reason: string) { this.report?.replay.graphDeclined.push({reason}); }
   notRecorded(name: string, reason: string) { this.report?.fallbacks.push({kernel: name, reason}); }

@@ -478,6 +478,11 @@ export class StofBackend extends KernelBackend {
     return (this.base as CudaBase).buffer({dataId: this.baseIdOf(info.dataId), shape: info.shape, dtype: info.dtype});
   }
 
+  /** The base's data id of a tensor of 'stof' (computing it if pending), or the id itself if foreign. */
+  baseData(dataId: DataId): DataId {
+    return this.baseIdOf(dataId);
+  }
+
   /** A new value of 'stof' for a base tensor (its one base reference passes to the value). */
   wrapBase(info: TensorInfo): DataId {
     return this.adopt(info, new Map()).dataId;
@@ -582,6 +587,10 @@ export class StofBackend extends KernelBackend {
     const info: StofBackendInfo = {base: this.baseName};
     if (this.adapter != null) info.adapter = {...this.adapter};
     return info;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   override dispose(): void {

@@ -7,6 +7,7 @@ import './access_spec';
 import './fusion_spec';
 import './model_spec';
 import './replay_spec';
+import './command_recorder_spec';
 import './host_values_spec';
 import './attention_api_spec';
 import './attention_matrix_spec';

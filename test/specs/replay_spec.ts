@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
 
+import {pinsOf} from '../../src/kernels/webgpu/command_recorder';
 import {profile, ProfileReport, StofBackend} from '../../src/public_api';
 
 import {fixtureModule, LoadFixtureModule, MakeFixturesModule, useStof} from './node_fixtures';
@@ -213,5 +214,149 @@ describe('graph replay of converted models', () => {
       c.dispose();
     }
     m.dispose();
+  });
+
+  // WebGPU base: from the third forward of a signature a replay is one recorded command list
+  // (src/backend/webgpu_graph.ts): the same passes and copies encoded again, no kernel recorded.
+  describe('as recorded WebGPU command lists', () => {
+    async function onWebGPU(): Promise<StofBackend|null> {
+      if (!await useStof()) return null;
+      const backend = tf.backend() as StofBackend;
+      if (backend.baseName !== 'webgpu') {
+        pending(`'stof' runs on ${backend.baseName}, not on the WebGPU base`);
+        return null;
+      }
+      return backend;
+    }
+    const kindOf = (r: ProfileReport) => r.replay.graphs === 1 ? 'graph' : r.replay.replayed === 1 ? 'replayed' :
+        r.replay.captured === 1 ? 'captured' : `neither: ${JSON.stringify(r.replay)}`;
+
+    for (const model of ['bert', 'gpt2']) {
+      it(`${model}: graph forwards equal tfjs-backend-cpu on new values, outputs held and read after all of them`, async () => {
+        const fixture = model === 'bert' ? make.makeBert() : make.makeGpt2();
+        const dir = make.writeFixture(path.join(root, `${model}_graph`), fixture);
+        const seeds = [11, 12, 13, 14, 15, 16];
+        await tf.setBackend('cpu');
+        const cpuModel = await load.loadFixture(dir, tfconv);
+        const expected: Float32Array[] = [];
+        for (const seed of seeds) {
+          const feeds = feedsFor(make, model, fixture.config.vocab, 2, 13, seed)();
+          const y = cpuModel.execute(feeds) as tf.Tensor;
+          expected.push(await y.data() as Float32Array);
+          tf.dispose([y, ...Object.values(feeds)]);
+        }
+        cpuModel.dispose();
+
+        const backend = await onWebGPU();
+        if (backend == null) return;
+        const pins = pinsOf((backend.base as unknown as {bufferManager: Parameters<typeof pinsOf>[0]}).bufferManager);
+        const idsBefore = backend.numDataIds();
+        const m = await load.loadFixture(dir, tfconv);
+        const held: tf.Tensor[] = [], kinds: string[] = [];
+        for (const seed of seeds) {
+          const feeds = feedsFor(make, model, fixture.config.vocab, 2, 13, seed)();
+          const r = await profile(() => m.execute(feeds) as tf.Tensor, {timing: false});
+          tf.dispose(feeds);
+          kinds.push(kindOf(r));
+          if (r.replay.graphs === 1) {
+            expect(r.groups.map(g => g.template)).toEqual(['graph']);
+            expect(r.dispatches).toBeGreaterThan(5);
+          }
+          held.push(r.result);
+        }
+        expect(kinds).toEqual(['captured', 'replayed', 'replayed', 'graph', 'graph', 'graph']);
+        // Every output read only now: a later forward must not have overwritten an earlier one's.
+        for (let i = 0; i < held.length; i++) {
+          expect(worst(await held[i].data() as Float32Array, expected[i])).withContext(`forward ${i} (${kinds[i]})`).toBeLessThanOrEqual(1e-4);
+        }
+        tf.dispose(held);
+        expect(pins.stats().pinned).toBeGreaterThan(0);
+
+        // No leak over graph forwards: tensors, values, the pool's bytes in use.
+        const feeds = feedsFor(make, model, fixture.config.vocab, 2, 13, 17);
+        const once = async () => { const f = feeds(); const y = m.execute(f) as tf.Tensor; await y.data(); tf.dispose([y, ...Object.values(f)]); };
+        await once();
+        const snapshot = () => [tf.memory().numTensors, backend.numDataIds(), (tf.memory() as {numBytesInGPU?: number}).numBytesInGPU, pins.stats()];
+        const before = snapshot();
+        for (let i = 0; i < 20; i++) await once();
+        expect(snapshot()).toEqual(before);
+        m.dispose();
+        expect(pins.stats()).toEqual({pinned: 0, parked: 0, parkedBytes: 0});
+        expect(backend.numDataIds()).toBe(idsBefore);
+      });
+    }
+
+    it('STOF_WEBGPU_GRAPH=false replays kernel by kernel with the same outputs', async () => {
+      const backend = await onWebGPU();
+      if (backend == null) return;
+      const dir = make.writeFixture(path.join(root, 'bert_graph_flag'), make.makeBert());
+      const m = await load.loadFixture(dir, tfconv);
+      const feeds = feedsFor(make, 'bert', 100, 2, 16, 21);
+      const run = async () => {
+        const f = feeds();
+        const r = await profile(() => m.execute(f) as tf.Tensor, {timing: false});
+        tf.dispose(f);
+        const y = await r.result.data() as Float32Array;
+        r.result.dispose();
+        return {kind: kindOf(r), y};
+      };
+      const on = [];
+      for (let i = 0; i < 4; i++) on.push(await run());
+      tf.env().set('STOF_WEBGPU_GRAPH', false);
+      let off;
+      try { off = await run(); } finally { tf.env().set('STOF_WEBGPU_GRAPH', true); }
+      const again = await run();
+      m.dispose();
+      expect([...on.map(o => o.kind), off.kind, again.kind]).toEqual(['captured', 'replayed', 'replayed', 'graph', 'replayed', 'graph']);
+      expect(worst(on[3].y, off.y)).toBeLessThanOrEqual(1e-6);
+      expect(worst(again.y, off.y)).toBeLessThanOrEqual(1e-6);
+    });
+
+    it('analyses a mask fed as an input inside the graph: a new mask per forward', async () => {
+      const {makeMaskedAttention} = make as unknown as {makeMaskedAttention(c?: object): Parameters<MakeFixturesModule['writeFixture']>[1]};
+      const dir = make.writeFixture(path.join(root, 'masked_graph'), makeMaskedAttention());
+      const rng = make.makeRng(31);
+      const S = 16, shape = [1, 2, S, 8];
+      const inputs = [0, 1, 2, 3, 4, 5].map(f => {
+        const rand = () => Float32Array.from({length: 2 * S * 8}, () => rng.uniform() * 2 - 1);
+        // Causal, then a band, then rows masked out entirely: each forward changes which blocks are empty.
+        const mask = new Float32Array(S * S);
+        for (let i = 0; i < S; i++) for (let j = 0; j < S; j++) {
+          const keep = f % 3 === 0 ? j <= i : f % 3 === 1 ? Math.abs(i - j) <= 2 + f : i < S - f;
+          mask[i * S + j] = keep ? 0 : -1e9;
+        }
+        return {q: rand(), k: rand(), v: rand(), mask};
+      });
+      const feedsOf = (x: typeof inputs[0]) => ({q: tf.tensor(x.q, shape), k: tf.tensor(x.k, shape), v: tf.tensor(x.v, shape),
+                                                 mask: tf.tensor(x.mask, [1, 1, S, S])});
+      await tf.setBackend('cpu');
+      const cpuModel = await load.loadFixture(dir, tfconv);
+      const expected: Float32Array[] = [];
+      for (const x of inputs) {
+        const f = feedsOf(x);
+        const y = cpuModel.execute(f) as tf.Tensor;
+        expected.push(await y.data() as Float32Array);
+        tf.dispose([y, ...Object.values(f)]);
+      }
+      cpuModel.dispose();
+      if (await onWebGPU() == null) return;
+      const m = await load.loadFixture(dir, tfconv);
+      const held: tf.Tensor[] = [], kinds: string[] = [];
+      for (const x of inputs) {
+        const f = feedsOf(x);
+        const r = await profile(() => m.execute(f) as tf.Tensor, {timing: false});
+        tf.dispose(f);
+        kinds.push(kindOf(r));
+        held.push(r.result);
+      }
+      expect(kinds).toEqual(['captured', 'replayed', 'replayed', 'graph', 'graph', 'graph']);
+      for (let i = 0; i < held.length; i++) {
+        const y = await held[i].data() as Float32Array;
+        expect(y.some(Number.isNaN)).toBe(false);
+        expect(worst(y, expected[i])).withContext(`forward ${i} (${kinds[i]})`).toBeLessThanOrEqual(1e-4);
+      }
+      tf.dispose(held);
+      m.dispose();
+    });
   });
 });

@@ -7,6 +7,7 @@ import {AttentionKernel, Kernel, storedShape} from '../../fusion/planner';
 import {formatWords} from '../sparse/mask_format';
 import {evaluateKernel} from '../cpu/executor';
 import type {GroupReport, Profiler} from '../../backend/profiler';
+import {noteBindGroup} from './command_recorder';
 import {maskAnalysis, Shader, shaderOf} from './templates';
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend (4.x) that the executor uses. */
@@ -193,6 +194,7 @@ export class WebGPUExecutor {
       const last = buffers.length - 1;
       const entries = buffers.map((buffer, i) => ({binding: i === last && lastBinding != null ? lastBinding : i, resource: {buffer}}));
       group = this.base.device.createBindGroup({layout: c.layout, entries});
+      noteBindGroup(group, entries);  // a forward graph's recording pins the buffers of the groups it binds
       if (this.bindGroups.size >= WebGPUExecutor.MAX_BIND_GROUPS) this.bindGroups.delete(this.bindGroups.keys().next().value!);
       this.bindGroups.set(key, group);
     }
@@ -400,6 +402,14 @@ export class WebGPUExecutor {
     c = {shader, ...this.pipeline(shader.code, 'mask'), index};
     this.analyses.set(k, c);
     return c;
+  }
+
+  /**
+   * Forgets the tile formats made from these tensors (a forward graph rewrites them: the formats
+   * must be made inside its recording).
+   */
+  forgetDerived(ids: object[]) {
+    for (const [key, e] of [...this.tileFormats]) if (e.ids.some(id => ids.includes(id))) this.evict(key);
   }
 
   /** Gives the tile formats back (the backend is being disposed). */
