@@ -28,7 +28,9 @@ const SUITES = [
    node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('stof', {STOF_BASE: 'cpu', STOF_FUSION: false})]},
   {name: 'core-node-cpu', judge: 'base', exclusionEnv: 'node-cpu', skip: !hasExclusions('node-cpu'),
    node: ['build/test/core_node_core_suite.cjs', '--env', coreEnv('cpu')]},
-  {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase], env: vk},
+  // The attention matrix (about 10 min on SwiftShader, mostly shader compiles) runs beside the
+  // other suites, in its own process; specs-node runs the rest of the same bundle.
+  {name: 'specs-node', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase, '--filter', '^(?!attention matrix)'], env: vk},
   // The GEMM generator with every register block forced, on Dawn (needs a Vulkan driver).
   {name: 'gemm-wgsl', script: ['test/kernels/gemm_wgsl_check.mjs', 'build/tsc/src/kernels/webgpu/gemm_wgsl.js'], env: vk,
    skip: nodeBase !== 'webgpu', background: true},
@@ -43,13 +45,16 @@ const SUITES = [
   {name: 'specs-browser', karma: true},
   {name: 'umd-browser', karma: true},
   {name: 'demo-browser', script: ['test/browser/demo_page.mjs']},
+  {name: 'specs-node-attention', node: ['build/test/specs_node_specs.cjs', '--expected-base', nodeBase, '--filter', '^attention matrix'], env: vk,
+   background: true},
 ];
 
-/** A check script's run: {status, stdout, stderr} once it exits. */
+/** A check script's or a background Node suite's run: {status, stdout, stderr} once it exits. */
 function script(suite) {
   const env = {...process.env, ...(suite.env ?? {})};
+  const args = suite.script ?? ['test/run_node.mjs', suite.name, ...suite.node];
   return new Promise(resolve => {
-    const p = spawn(process.execPath, suite.script, {env});
+    const p = spawn(process.execPath, args, {env});
     let stdout = '', stderr = '';
     p.stdout.on('data', d => { stdout += d; });
     p.stderr.on('data', d => { stderr += d; });
@@ -58,11 +63,11 @@ function script(suite) {
 }
 
 const selected = suite => !suite.skip && (!only.length || only.includes(suite.name));
-// The check scripts need no browser and mostly one core (nvcc, g++, Dawn): they start at once and
-// run beside the other suites (CI has two cores); their output is printed in suite order.
-// STOF_TEST_SERIAL=1 runs them in turn instead.
+// The check scripts and the background Node suite need no browser and mostly one core (nvcc, g++,
+// Dawn): they start at once and run beside the other suites (CI has two cores); their output is
+// printed in suite order. STOF_TEST_SERIAL=1 runs them in turn instead.
 const started = new Map(process.env.STOF_TEST_SERIAL ? [] :
-    SUITES.filter(s => s.script && s.background && selected(s)).map(s => [s.name, script(s)]));
+    SUITES.filter(s => s.background && selected(s)).map(s => [s.name, script(s)]));
 
 async function run(suite) {
   const env = {...process.env, ...(suite.env ?? {})};
@@ -80,6 +85,12 @@ async function run(suite) {
     fs.writeFileSync(`${RESULTS}/${suite.name}.json`, JSON.stringify({
       suite: suite.name, passed: lines.filter(l => l.startsWith('PASS')).length, failed: failed.length, skipped: 0,
       failures: failed.map(l => ({name: l, messages: [l]})), specs: []}));
+    return r;
+  }
+  if (suite.background) {  // a Node suite run beside the others: its output now, its results in RESULTS
+    const r = await (started.get(suite.name) ?? script(suite));
+    process.stdout.write(r.stdout);
+    process.stderr.write(r.stderr.split('\n').filter(l => !/XDG_RUNTIME_DIR/.test(l)).join('\n'));
     return r;
   }
   return spawnSync(process.execPath, ['test/run_node.mjs', suite.name, ...suite.node], {stdio: 'inherit', env});
