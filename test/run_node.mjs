@@ -21,6 +21,7 @@ const started = Date.now();
 runner.env.clearReporters();
 runner.env.addReporter({
   specDone(r) {
+    if (r.status === 'excluded') return;  // left out by --filter: not run, not a skip
     counts.specs.push({name: r.fullName, status: r.status, ms: r.duration});
     if (r.status === 'passed') counts.passed++;
     else if (r.status === 'failed') {
