@@ -3,6 +3,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import 'tfjs-backend-stof';
 
+tf.env().set('STOF_DEVICE', 'webgpu');  // 'stof' on the same Dawn device as the peer, also where CUDA exists
+
 for (const backend of ['webgpu', 'stof']) {
   await tf.setBackend(backend);
   const x = tf.ones([4096]);  // above the size the base keeps on the CPU

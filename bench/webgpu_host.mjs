@@ -22,6 +22,7 @@ const stof = await load('src/public_api.js');
 const {writeNamed} = await import('../test/fixtures/make_fixtures.mjs');
 const {loadFixture} = await import('../test/fixtures/load_fixture.mjs');
 
+tf.env().set('STOF_DEVICE', 'webgpu');  // a machine with CUDA would otherwise pick it
 if (!await tf.setBackend('stof')) throw new Error('stof did not initialize');
 if (tf.backend().baseName !== 'webgpu') throw new Error(`'stof' runs on ${tf.backend().baseName}: this measures the WebGPU base (a Vulkan driver is needed)`);
 

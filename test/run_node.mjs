@@ -1,5 +1,6 @@
 // Runs jasmine bundles in Node and writes {suite, passed, failed, skipped, failures} to build/results.
-// Usage: node test/run_node.mjs <suite-name> <bundle.cjs> [--env JSON] [--expected-base NAME] [--filter TEXT]
+// Usage: node test/run_node.mjs <suite-name> <bundle.cjs> [--env JSON] [--expected-base NAME] [--filter TEXT] [--flags JSON]
+// --flags: tf.env() flags the specs bundle sets once the package is loaded (e.g. {"STOF_DEVICE": "webgpu"}).
 import fs from 'node:fs';
 import path from 'node:path';
 import {createRequire} from 'node:module';
@@ -10,6 +11,7 @@ const Jasmine = require('jasmine');
 const [suite, bundle, ...rest] = process.argv.slice(2);
 const opt = name => { const i = rest.indexOf(name); return i >= 0 ? rest[i + 1] : undefined; };
 if (opt('--env')) globalThis.__stofCoreEnv = JSON.parse(opt('--env'));
+if (opt('--flags')) globalThis.__stofTestFlags = JSON.parse(opt('--flags'));
 if (opt('--expected-base')) globalThis.__stofExpectedBase = opt('--expected-base');
 
 const runner = new Jasmine({projectBaseDir: process.cwd()});

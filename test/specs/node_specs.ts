@@ -1,5 +1,6 @@
 // Node specs: the source entry as Node users get it (Dawn set up when a Vulkan driver exists).
 import '../../src/index_node';
+import './test_flags';
 
 import './backend_spec';
 import './package_spec';
