@@ -57,6 +57,11 @@ async function measure(graph) {
   return {host: median(host), forward: median(forward), graphs: r.replay.graphs, dispatches: r.dispatches, declined: r.replay.graphDeclined};
 }
 const off = await measure(false), on = await measure(true);
+// One forward profiled with device timestamps (kernel by kernel), where the device has them: where
+// the GPU's time goes, by template, and the longest launches.
+const timed = await stof.profile(() => g.execute(feeds));
+timed.result.dispose();
+const gpu = timed.groups.filter(x => x.ms != null);
 g.dispose();
 const adapter = tf.backend().base.adapterInfo ?? {};
 console.log(`${model}_${size} B=${B} S=${S}, ${runs} forwards each, WebGPU adapter ${JSON.stringify(adapter.vendor ?? adapter)}:`);
@@ -66,3 +71,13 @@ for (const [name, x] of [['false', off], ['true', on]]) {
   console.log(`| ${name} | ${x.host.toFixed(2)} | ${x.forward.toFixed(2)} | ${x.dispatches} | ${x.graphs}${x.declined.length ? ` (declined: ${x.declined.map(d => d.reason).join('; ')})` : ''} |`);
 }
 console.log(`host ratio (false / true): ${(off.host / on.host).toFixed(1)}x`);
+if (gpu.length) {
+  const by = {};
+  for (const x of gpu) { by[x.template] ??= {n: 0, ms: 0}; by[x.template].n++; by[x.template].ms += x.ms; }
+  const total = gpu.reduce((a, x) => a + x.ms, 0);
+  console.log(`GPU ms of one forward (timestamps, ${gpu.length} of ${timed.groups.length} launches timed): ${total.toFixed(3)}; by template: ` +
+      Object.entries(by).sort((a, b) => b[1].ms - a[1].ms).map(([t, v]) => `${t} ${v.ms.toFixed(3)} (${v.n})`).join(', '));
+  for (const x of [...gpu].sort((a, b) => b.ms - a.ms).slice(0, 6)) {
+    console.log(`  ${x.ms.toFixed(3)} ms ${x.template} ${JSON.stringify(x.output?.shape ?? [])} ${x.ops.slice(0, 4).join(',')}${x.tiles ? ` tiles ${JSON.stringify(x.tiles)}` : ''}`);
+  }
+} else console.log('no device timestamps: GPU time per launch not measured');
