@@ -116,6 +116,18 @@ async function tfjsRunner(backend, fixtureDir, flags = {}) {
         tf.dispose(Object.values(feeds));
       }
     },
+    /** How one more forward ran: replay kinds and why a graph / command list was declined. */
+    async replay(inputs, shape) {
+      await tf.setBackend(backend);
+      const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
+      try {
+        const report = await stof.profile(() => model.execute(feeds), {timing: false});
+        report.result.dispose();
+        return report.replay;
+      } finally {
+        tf.dispose(Object.values(feeds));
+      }
+    },
     dispose: () => model.dispose(),
   };
 }
@@ -208,6 +220,10 @@ for (const m of MODELS) {
         samples[p].push(performance.now() - start);
       }
     }
+    try {
+      const r = await runners.stof.replay(inputs, shape);
+      row.stof_replay = {graphs: r.graphs, replayed: r.replayed, graphDeclined: r.graphDeclined.map(d => d.reason), notReplayed: r.notReplayed.map(d => d.reason)};
+    } catch (e) { row.errors.replay = e.message.split('\n')[0]; }
     row.stof_ms = median(samples.stof);
     for (const p of Object.keys(samples)) if (p !== 'stof') row.peers[PEER_NAMES[p]] = median(samples[p]);
     row.trials = Object.fromEntries(Object.entries(samples).map(([p, s]) => [p === 'stof' ? 'stof' : PEER_NAMES[p], s.length]));
@@ -215,7 +231,8 @@ for (const m of MODELS) {
     rows.push(row);
     console.log(`  ${name.padEnd(52)} stof ${row.stof_ms.toFixed(2)} ms` +
                 Object.entries(row.peers).map(([p, ms]) => `  ${p} ${ms.toFixed(2)} ms (x${(ms / row.stof_ms).toFixed(2)})`).join('') +
-                `  ${row.agree ? 'agree' : 'DISAGREE'}${row.errors ? ` ${JSON.stringify(row.errors)}` : ''}`);
+                `  ${row.agree ? 'agree' : 'DISAGREE'}${row.errors ? ` ${JSON.stringify(row.errors)}` : ''}` +
+                (row.stof_replay ? `  replay ${JSON.stringify(row.stof_replay)}` : ''));
   }
   for (const r of Object.values(runners)) await r.dispose();
 }
