@@ -105,25 +105,14 @@ async function tfjsRunner(backend, fixtureDir, flags = {}) {
         for (const [k, v] of Object.entries(before)) tf.env().set(k, v);
       }
     },
-    async dispatches(inputs, shape) {
+    /** One more forward under stof.profile(): its launches and how it replayed (graph forwards, declines). */
+    async profile(inputs, shape, options) {
       await tf.setBackend(backend);
       const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
       try {
-        const report = await stof.profile(() => model.execute(feeds));
+        const report = await stof.profile(() => model.execute(feeds), options);
         report.result.dispose();
-        return report.dispatches;
-      } finally {
-        tf.dispose(Object.values(feeds));
-      }
-    },
-    /** How one more forward ran: replay kinds and why a graph / command list was declined. */
-    async replay(inputs, shape) {
-      await tf.setBackend(backend);
-      const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor2d(v, shape, 'int32')]));
-      try {
-        const report = await stof.profile(() => model.execute(feeds), {timing: false});
-        report.result.dispose();
-        return report.replay;
+        return report;
       } finally {
         tf.dispose(Object.values(feeds));
       }
@@ -208,7 +197,7 @@ for (const m of MODELS) {
       if (!(err <= agreeRtol)) { row.agree = false; row.errors[p] = `disagrees with stof: max rel diff ${err.toExponential(2)} > ${agreeRtol}`; }
     }
     if (!row.agree) disagreements++;
-    try { row.stof_dispatches = await runners.stof.dispatches(inputs, shape); } catch (e) { row.errors.profile = e.message.split('\n')[0]; }
+    try { row.stof_dispatches = (await runners.stof.profile(inputs, shape)).dispatches; } catch (e) { row.errors.profile = e.message.split('\n')[0]; }
     // timing: interleaved trials, each peer stops after --case-seconds (3 trials at least)
     const samples = Object.fromEntries(Object.keys(outputs).map(p => [p, []]));
     for (let t = 0; t < trials; t++) {
@@ -221,7 +210,7 @@ for (const m of MODELS) {
       }
     }
     try {
-      const r = await runners.stof.replay(inputs, shape);
+      const r = (await runners.stof.profile(inputs, shape, {timing: false})).replay;  // timing would replay kernel by kernel
       row.stof_replay = {graphs: r.graphs, replayed: r.replayed, graphDeclined: r.graphDeclined.map(d => d.reason), notReplayed: r.notReplayed.map(d => d.reason)};
     } catch (e) { row.errors.replay = e.message.split('\n')[0]; }
     row.stof_ms = median(samples.stof);
